@@ -1,0 +1,76 @@
+// Validation of cache-write and forward arguments against a layer's geometry,
+// shared by every backend: after validate_* returns, every index the kernels
+// will touch is in range, so a bad input is refused before anything is written.
+#pragma once
+
+#include "kvq_sdk/tensor.hpp"
+
+#include <kvq_abi.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace kvq::sdk {
+
+struct LayerConfig;
+
+// The host's cache buffer: U8 [num_blocks, bytes_per_block].
+class CacheView {
+ public:
+  CacheView() = default;
+  CacheView(const kvq_tensor* t, const kvq_cache_geometry& g, bool need_data);
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t capacity_slots() const { return num_blocks_ * geometry_.block_size; }
+  const kvq_cache_geometry& geometry() const { return geometry_; }
+  unsigned char* base() const { return base_; }
+  // Row (block, kv: 0 = K / 1 = V, slot within block, kv head).
+  unsigned char* row(int64_t block, int kv, int64_t slot, int64_t head) const {
+    return base_ + ((block * 2 + kv) * geometry_.block_size + slot) * geometry_.num_kv_heads *
+                       geometry_.row_bytes +
+           head * geometry_.row_bytes;
+  }
+
+ private:
+  unsigned char* base_ = nullptr;
+  int64_t num_blocks_ = 0;
+  kvq_cache_geometry geometry_{};
+};
+
+struct WriteBatch {
+  TensorView key;    // [T, H_kv, D]
+  TensorView value;  // [T, H_kv, Dv]
+  std::vector<int64_t> slots;  // first num_tokens entries of slot_mapping
+  CacheView cache;
+};
+WriteBatch validate_write(const LayerConfig& config, const kvq_cache_geometry& geometry,
+                          const kvq_cache_write_args* args);
+
+struct SequenceSlice {
+  int64_t query_start;  // first query row
+  int64_t query_len;
+  int64_t seq_len;      // keys visible to the last query
+  int64_t context_len;  // seq_len - query_len
+};
+
+struct ForwardBatch {
+  int32_t state = 0;
+  TensorView query, key, value, output, alibi_slopes, sinks;
+  CacheView cache;
+  std::vector<SequenceSlice> seqs;
+  std::vector<int32_t> block_table;  // [S, max_blocks] row-major copy
+  int64_t max_blocks = 0;
+  int64_t num_tokens = 0;
+  int64_t max_query_len = 0;
+  int64_t max_seq_len = 0;
+  int32_t block(int64_t seq, int64_t logical) const {
+    return block_table[static_cast<size_t>(seq * max_blocks + logical)];
+  }
+};
+// need_data false: only shapes/dtypes of query/key/value/output/cache are read
+// (supports()); the batch description (query_start_loc, seq_lens,
+// block_table) is always read. `query_dtypes` lists the accepted query dtypes.
+ForwardBatch validate_forward(const LayerConfig& config, const kvq_cache_geometry& geometry,
+                              const kvq_forward_args* args, bool need_data,
+                              const std::vector<int32_t>& query_dtypes);
+
+}  // namespace kvq::sdk

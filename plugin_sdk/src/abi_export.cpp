@@ -1,0 +1,403 @@
+#include "kvq_sdk/abi_export.hpp"
+
+#include "kvq_sdk/abi_struct.hpp"
+#include "kvq_sdk/cpu.hpp"
+#include "kvq_sdk/dtype.hpp"
+#include "kvq_sdk/error.hpp"
+#include "kvq_sdk/plugin.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+// The opaque ABI types. Instances and layers are the framework objects.
+struct kvq_error {
+  int32_t code;
+  bool is_static;  // the preallocated out-of-memory error is never freed
+  std::string message;
+};
+struct kvq_instance {
+  kvq::sdk::Instance instance;
+};
+struct kvq_layer {
+  kvq::sdk::Layer layer;
+};
+
+namespace kvq::sdk {
+namespace {
+
+kvq_error* make_error(int32_t code, const char* message) noexcept {
+  static kvq_error out_of_memory{KVQ_ERR_OUT_OF_MEMORY, true, "out of memory"};
+  try {
+    return std::make_unique<kvq_error>(kvq_error{code, false, message}).release();
+  } catch (...) {
+    return &out_of_memory;
+  }
+}
+
+// Runs `body`; every exception becomes an error value (spec/abi.md rule 6).
+template <typename Body>
+kvq_error* guard(Body&& body) noexcept {
+  try {
+    body();
+    return nullptr;
+  } catch (const Error& e) {
+    return make_error(e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    return make_error(KVQ_ERR_OUT_OF_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return make_error(KVQ_ERR_INTERNAL, (std::string("internal error: ") + e.what()).c_str());
+  } catch (...) {
+    return make_error(KVQ_ERR_INTERNAL, "internal error: unknown exception");
+  }
+}
+
+template <typename T>
+T& require(T* p, const char* what) {
+  if (p == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{} is NULL", what);
+  return *p;
+}
+
+std::string str_or(const char* s, const char* fallback) { return s ? s : fallback; }
+
+Options read_options(int64_t count, const char* const* kv, const char* what) {
+  if (count < 0 || count > 4096)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: num_options {} is outside 0..4096", what, count);
+  if (count > 0 && kv == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: options is NULL", what);
+  Options out;
+  for (int64_t i = 0; i < count; ++i) {
+    if (kv[2 * i] == nullptr || kv[2 * i + 1] == nullptr)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "{}: option {} has a NULL key or value", what, i);
+    out.emplace_back(kv[2 * i], kv[2 * i + 1]);
+  }
+  return out;
+}
+
+// ---- negotiation, errors, instances ----------------------------------------
+
+kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
+  return guard([&] {
+    require(out, "out");
+    *out = nullptr;
+    require(host, "host_info");
+    if (host->struct_size < KVQ_STRUCT_SIZE(kvq_host_info, abi_minor))
+      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: struct_size {} is too small to hold a version",
+           host->struct_size);
+    const PluginDefinition& def = plugin_definition();
+    if (host->abi_major != KVQ_ABI_MAJOR)
+      fail(KVQ_ERR_VERSION_MISMATCH,
+           "host speaks kvq ABI major {}, plugin {} speaks major {}: refusing to load", host->abi_major,
+           def.name, KVQ_ABI_MAJOR);
+    const kvq_host_info h = read_struct(host, KVQ_HOST_INFO_SIZE, "host_info");
+    if (h.num_threads < 0) fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} < 0", h.num_threads);
+    if (h.log_level < 0 || h.log_level > KVQ_LOG_ERROR)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value", h.log_level);
+    const uint32_t minor = std::min<uint32_t>(h.abi_minor, KVQ_ABI_MINOR);
+    auto inst = std::make_unique<kvq_instance>(kvq_instance{Instance(def, h, minor)});
+    inst->instance.logger().log(
+        KVQ_LOG_DEBUG, fmt::format("{} {} negotiated ABI {}.{}", def.name, def.version, KVQ_ABI_MAJOR, minor));
+    *out = inst.release();
+  });
+}
+
+int32_t error_code(const kvq_error* e) { return e ? e->code : 0; }
+const char* error_message(const kvq_error* e) { return e ? e->message.c_str() : ""; }
+void error_destroy(kvq_error* e) {
+  if (e != nullptr && !e->is_static) std::unique_ptr<kvq_error> owned(e);
+}
+void instance_destroy(kvq_instance* i) { std::unique_ptr<kvq_instance> owned(i); }
+
+kvq_error* probe(kvq_probe_result* out) {
+  return guard([&] {
+    check_out_struct(out, KVQ_PROBE_RESULT_SIZE, "probe result");
+    kvq_probe_result r{};
+    r.can_run = 1;  // the kernels are built for the baseline ISA
+    r.reason = "";
+    r.simd_level = simd_level();
+    write_struct(out, r);
+  });
+}
+
+kvq_error* get_info(const kvq_instance* inst, kvq_plugin_info* out) {
+  return guard([&] {
+    const Instance& i = require(inst, "instance").instance;
+    check_out_struct(out, KVQ_PLUGIN_INFO_SIZE, "plugin info");
+    write_struct(out, i.info());
+  });
+}
+
+// ---- layers ----------------------------------------------------------------
+
+LayerConfig to_layer_config(const kvq_layer_config& c) {
+  LayerConfig l;
+  l.backend = str_or(c.backend, "");
+  l.layer_name = str_or(c.layer_name, "");
+  l.kv_cache_dtype = str_or(c.kv_cache_dtype, "auto");
+  l.model_dtype = c.model_dtype;
+  l.layer_index = c.layer_index;
+  l.num_heads = c.num_heads;
+  l.num_kv_heads = c.num_kv_heads;
+  l.head_size = c.head_size;
+  l.head_size_v = c.head_size_v == 0 ? c.head_size : c.head_size_v;
+  l.block_size = c.block_size;
+  l.softmax_scale = c.softmax_scale;
+  l.sliding_window = c.sliding_window;
+  l.softcap = c.softcap;
+  l.tp_rank = c.tp_rank;
+  l.tp_size = c.tp_size == 0 ? 1 : c.tp_size;
+  l.options = read_options(c.num_options, c.options, "layer config");
+  return l;
+}
+
+void check_layer_config(const LayerConfig& c) {
+  if (!is_model_dtype(c.model_dtype))
+    fail(KVQ_ERR_INVALID_ARGUMENT, "model_dtype {} must be F32, F16 or BF16", c.model_dtype);
+  if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+    fail(KVQ_ERR_INVALID_ARGUMENT,
+         "num_heads {} must be a positive multiple of num_kv_heads {} (GQA)", c.num_heads,
+         c.num_kv_heads);
+  if (c.head_size <= 0 || c.head_size_v <= 0 || c.head_size > 4096 || c.head_size_v > 4096)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "head_size {} / head_size_v {} must be in 1..4096", c.head_size,
+         c.head_size_v);
+  if (c.num_heads > 65536) fail(KVQ_ERR_INVALID_ARGUMENT, "num_heads {} is too large", c.num_heads);
+  if (c.block_size <= 0 || c.block_size > 65536)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "block_size {} must be in 1..65536", c.block_size);
+  if (c.sliding_window < 0) fail(KVQ_ERR_INVALID_ARGUMENT, "sliding_window {} < 0", c.sliding_window);
+  if (!(c.softcap >= 0.0) || !(c.softmax_scale >= 0.0))
+    fail(KVQ_ERR_INVALID_ARGUMENT, "softcap and softmax_scale must be finite and >= 0");
+  if (c.tp_size < 1 || c.tp_rank < 0 || c.tp_rank >= c.tp_size)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "tp_rank {} is outside 0..tp_size-1 (tp_size {})", c.tp_rank,
+         c.tp_size);
+}
+
+kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_layer** out) {
+  return guard([&] {
+    require(out, "out");
+    *out = nullptr;
+    const Instance& i = require(inst, "instance").instance;
+    const LayerConfig c = to_layer_config(read_struct(config, KVQ_LAYER_CONFIG_SIZE, "layer config"));
+    const PluginDefinition& def = i.definition();
+    const BackendDefinition* backend = nullptr;
+    std::string names;
+    for (const auto& b : def.backends) {
+      if (b.name == c.backend) backend = &b;
+      names += (names.empty() ? "" : ", ") + b.name;
+    }
+    if (backend == nullptr)
+      fail(KVQ_ERR_NOT_FOUND, "backend '{}' not found; plugin {} offers: {}", c.backend, def.name, names);
+    check_layer_config(c);
+    for (const auto& [key, value] : c.options)
+      if (std::find(backend->option_keys.begin(), backend->option_keys.end(), key) ==
+          backend->option_keys.end())
+        fail(KVQ_ERR_INVALID_ARGUMENT, "unknown layer option '{}' for backend {}", key, backend->name);
+    const std::string mode_name = backend->resolve_mode(c.kv_cache_dtype);
+    const ModeDefinition* mode = nullptr;
+    for (const auto& m : backend->modes)
+      if (m.name == mode_name) mode = &m;
+    if (mode == nullptr)
+      fail(KVQ_ERR_INTERNAL, "backend {} resolved '{}' to unknown mode '{}'", backend->name,
+           c.kv_cache_dtype, mode_name);
+    if (mode->needs_scheme)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "kv_cache_dtype '{}' is set by applying a quantization scheme",
+           c.kv_cache_dtype);
+    if (!mode->supported)
+      fail(KVQ_ERR_UNSUPPORTED, "kv_cache_dtype '{}' (mode {}) is not built in plugin {} yet",
+           c.kv_cache_dtype, mode->name, def.name);
+    if (backend->validate) backend->validate(c, *mode);
+    auto layer = std::make_unique<kvq_layer>(kvq_layer{Layer(i, *backend, c, *mode)});
+    *out = layer.release();
+  });
+}
+
+void layer_destroy(kvq_layer* l) { std::unique_ptr<kvq_layer> owned(l); }
+
+kvq_error* layer_info(const kvq_layer* l, kvq_layer_info* out) {
+  return guard([&] {
+    const Layer& layer = require(l, "layer").layer;
+    check_out_struct(out, KVQ_LAYER_INFO_SIZE, "layer info");
+    kvq_layer_info info{};
+    info.impl_name = layer.impl().name();
+    info.kv_cache_dtype = layer.mode().name.c_str();
+    info.scheme = layer.scheme() ? layer.scheme()->quant_type.c_str() : "";
+    info.element_dtype = layer.geometry().element_dtype;
+    info.num_params = static_cast<int64_t>(layer.params().size());
+    write_struct(out, info);
+  });
+}
+
+kvq_error* cache_geometry(const kvq_layer* l, kvq_cache_geometry* out) {
+  return guard([&] {
+    const Layer& layer = require(l, "layer").layer;
+    check_out_struct(out, KVQ_CACHE_GEOMETRY_SIZE, "cache geometry");
+    write_struct(out, layer.geometry());
+  });
+}
+
+kvq_error* cache_init(kvq_layer* l, const kvq_tensor* cache) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    layer.impl().cache_init(layer, CacheView(cache, layer.geometry(), true));
+  });
+}
+
+kvq_error* cache_write(kvq_layer* l, const kvq_cache_write_args* args) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    const WriteBatch b = validate_write(layer.config(), layer.geometry(), args);
+    layer.impl().cache_write(layer, b);
+  });
+}
+
+kvq_error* supports(const kvq_layer* l, const kvq_forward_args* args) {
+  return guard([&] {
+    const Layer& layer = require(l, "layer").layer;
+    const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, false,
+                                            layer.impl().query_dtypes(layer));
+    layer.impl().check_forward(layer, b);
+  });
+}
+
+kvq_error* forward(kvq_layer* l, const kvq_forward_args* args) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, true,
+                                            layer.impl().query_dtypes(layer));
+    layer.impl().check_forward(layer, b);
+    layer.impl().forward(layer, b);
+  });
+}
+
+// ---- schemes and parameters ------------------------------------------------
+
+kvq_error* apply_scheme(kvq_layer* l, const kvq_scheme_args* in) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    const kvq_scheme_args a = read_struct(in, KVQ_SCHEME_ARGS_SIZE, "scheme args");
+    if (a.quant_type == nullptr || a.layer_type == nullptr)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "scheme args: quant_type and layer_type are required");
+    const PluginDefinition& def = layer.instance().definition();
+    const SchemeDefinition* s = def.schemes.find(a.quant_type, a.layer_type);
+    if (s == nullptr)
+      fail(KVQ_ERR_NOT_FOUND, "no scheme ({}, {}) in plugin {}", a.quant_type, a.layer_type, def.name);
+    if (!s->supported)
+      fail(KVQ_ERR_UNSUPPORTED, "scheme ({}, {}) is not built in plugin {} yet", a.quant_type,
+           a.layer_type, def.name);
+    if (layer.scheme() != nullptr)
+      fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} already has scheme {}", layer.config().layer_name,
+           layer.scheme()->quant_type);
+    const Options options = read_options(a.num_options, a.options, "scheme args");
+    if (s->create_weights) s->create_weights(layer, options);
+    layer.set_scheme(s);
+  });
+}
+
+kvq_error* scheme_apply(kvq_layer* l) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    const SchemeDefinition* s = layer.scheme();
+    if (s == nullptr)
+      fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} has no scheme applied", layer.config().layer_name);
+    if (!s->apply)
+      fail(KVQ_ERR_FAILED_PRECONDITION, "{} quantization is handled by the attention backend",
+           s->quant_type);
+    s->apply(layer);
+  });
+}
+
+kvq_error* param_info(const kvq_layer* l, int64_t index, kvq_param_info* out) {
+  return guard([&] {
+    const Layer& layer = require(l, "layer").layer;
+    check_out_struct(out, KVQ_PARAM_INFO_SIZE, "param info");
+    const auto& params = layer.params();
+    if (index < 0 || index >= static_cast<int64_t>(params.size()))
+      fail(KVQ_ERR_OUT_OF_RANGE, "parameter index {} is outside 0..{}", index,
+           static_cast<int64_t>(params.size()) - 1);
+    const Param& p = params[static_cast<size_t>(index)];
+    kvq_param_info info{};
+    info.name = p.name.c_str();
+    info.loader = p.loader.c_str();
+    info.dtype = p.dtype;
+    info.ndim = static_cast<int32_t>(p.shape.size());
+    for (size_t i = 0; i < p.shape.size(); ++i) info.shape[i] = p.shape[i];
+    info.trainable = p.trainable;
+    info.derived = p.derived;
+    info.loaded = p.loaded;
+    write_struct(out, info);
+  });
+}
+
+kvq_error* param_read(const kvq_layer* l, const char* name, const kvq_tensor* dst) {
+  return guard([&] {
+    Layer& layer = const_cast<Layer&>(require(l, "layer").layer);
+    const Param* p = layer.find_param(std::string_view(&require(name, "name")));
+    if (p == nullptr)
+      fail(KVQ_ERR_NOT_FOUND, "layer {} has no parameter '{}'", layer.config().layer_name, name);
+    const TensorView d(dst, "dst");
+    if (d.dtype() != p->dtype || d.numel() != p->numel())
+      fail(KVQ_ERR_INVALID_ARGUMENT, "dst: {} {} cannot hold parameter {} ({} {})",
+           dtype_name(d.dtype()), d.shape_string(), p->name, dtype_name(p->dtype), p->shape_string());
+    if (!d.contiguous()) fail(KVQ_ERR_UNSUPPORTED, "dst: only contiguous tensors are supported");
+    std::memcpy(d.data(), p->bytes.data(), p->bytes.size());
+  });
+}
+
+kvq_error* param_load(kvq_layer* l, const char* name, const kvq_tensor* loaded, int32_t tp_rank,
+                      int32_t tp_size) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    Param* p = layer.find_param(std::string_view(&require(name, "name")));
+    if (p == nullptr)
+      fail(KVQ_ERR_NOT_FOUND, "layer {} has no parameter '{}'", layer.config().layer_name, name);
+    if (p->loader.empty())
+      fail(KVQ_ERR_FAILED_PRECONDITION, "parameter {} is derived, not loadable", p->name);
+    if (tp_size < 1 || tp_rank < 0 || tp_rank >= tp_size)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "tp_rank {} is outside 0..tp_size-1 (tp_size {})", tp_rank, tp_size);
+    const auto& loaders = layer.instance().definition().loaders;
+    const auto it = loaders.find(p->loader);
+    if (it == loaders.end()) fail(KVQ_ERR_INTERNAL, "no weight loader named '{}'", p->loader);
+    Param staged = *p;  // load into a copy: a failing loader leaves the parameter untouched
+    it->second(staged, TensorView(loaded, "loaded"), tp_rank, tp_size);
+    staged.loaded = true;
+    *p = std::move(staged);
+  });
+}
+
+kvq_error* process_weights(kvq_layer* l) {
+  return guard([&] {
+    Layer& layer = require(l, "layer").layer;
+    if (layer.scheme() != nullptr && layer.scheme()->process_weights)
+      layer.scheme()->process_weights(layer);
+    layer.impl().process_weights(layer);
+  });
+}
+
+constexpr kvq_plugin_api kApi = {
+    KVQ_PLUGIN_API_SIZE, KVQ_ABI_MAJOR,  KVQ_ABI_MINOR,  negotiate,      error_code,
+    error_message,       error_destroy,  instance_destroy, probe,        get_info,
+    layer_create,        layer_destroy,  layer_info,     cache_geometry, cache_init,
+    cache_write,         supports,       forward,        apply_scheme,   scheme_apply,
+    param_info,          param_read,     param_load,     process_weights,
+};
+
+}  // namespace
+
+const kvq_plugin_api* plugin_api() { return &kApi; }
+
+void default_weight_loader(Param& param, const TensorView& loaded, int32_t, int32_t) {
+  std::vector<int64_t> a, b;
+  for (int i = 0; i < loaded.ndim(); ++i)
+    if (loaded.dim(i) != 1) a.push_back(loaded.dim(i));
+  for (int64_t d : param.shape)
+    if (d != 1) b.push_back(d);
+  if (a != b)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "cannot load weight {} into parameter {} {}",
+         loaded.shape_string(), param.name, param.shape_string());
+  if (!loaded.contiguous()) fail(KVQ_ERR_UNSUPPORTED, "loaded: only contiguous tensors are supported");
+  const int64_t es = dtype_size(loaded.dtype());
+  for (int64_t i = 0; i < param.numel(); ++i)
+    param.set(i, load_float(loaded.dtype(), static_cast<const unsigned char*>(loaded.data()) + i * es));
+}
+
+}  // namespace kvq::sdk

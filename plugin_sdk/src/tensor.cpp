@@ -1,0 +1,131 @@
+#include "kvq_sdk/tensor.hpp"
+
+#include "kvq_sdk/abi_struct.hpp"
+#include "kvq_sdk/dtype.hpp"
+#include "kvq_sdk/error.hpp"
+
+#include <limits>
+
+namespace kvq::sdk {
+
+TensorView::TensorView(const kvq_tensor* t, const char* what, bool need_data) : what_(what) {
+  const kvq_tensor d = read_struct(t, KVQ_TENSOR_SIZE, what);
+  if (d.device_type != KVQ_DEVICE_CPU)
+    fail(KVQ_ERR_UNSUPPORTED, "{}: device type {} is not supported (CPU only)", what,
+         d.device_type);
+  elem_bytes_ = dtype_size(d.dtype);
+  if (elem_bytes_ == 0) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: unknown dtype {}", what, d.dtype);
+  if (d.ndim < 0 || d.ndim > KVQ_MAX_DIMS)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: ndim {} is outside 0..{}", what, d.ndim, KVQ_MAX_DIMS);
+  if (need_data && d.data == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: data is NULL", what);
+  // Reject shapes whose byte span would overflow: every index must be addressable.
+  int64_t span = 1;
+  for (int i = 0; i < d.ndim; ++i) {
+    const int64_t n = d.shape[i], s = d.strides[i];
+    if (n < 0) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: negative dimension {} = {}", what, i, n);
+    if (s < 0) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: negative stride {} = {}", what, i, s);
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 16;
+    if (n > 0 && s > 0 && (n - 1) > (kMax - span) / s)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "{}: shape and strides overflow", what);
+    if (n > 0) span += (n - 1) * s;
+  }
+  if (span > std::numeric_limits<int64_t>::max() / 16 / elem_bytes_)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: tensor too large", what);
+  present_ = true;
+  data_ = d.data;
+  dtype_ = d.dtype;
+  ndim_ = d.ndim;
+  for (int i = 0; i < d.ndim; ++i) {
+    shape_[static_cast<size_t>(i)] = d.shape[i];
+    strides_[static_cast<size_t>(i)] = d.strides[i];
+  }
+}
+
+TensorView optional_view(const kvq_tensor* t, const char* what, bool need_data) {
+  return t == nullptr ? TensorView() : TensorView(t, what, need_data);
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < ndim_; ++i) n *= shape_[static_cast<size_t>(i)];
+  return n;
+}
+
+bool TensorView::contiguous() const {
+  int64_t expect = 1;
+  for (int i = ndim_ - 1; i >= 0; --i) {
+    if (shape_[static_cast<size_t>(i)] != 1 && strides_[static_cast<size_t>(i)] != expect)
+      return false;
+    expect *= shape_[static_cast<size_t>(i)];
+  }
+  return true;
+}
+
+std::string TensorView::shape_string() const {
+  std::string s = "[";
+  for (int i = 0; i < ndim_; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape_[static_cast<size_t>(i)]);
+  }
+  return s + "]";
+}
+
+void TensorView::expect_dtype(int32_t dtype) const {
+  if (dtype_ != dtype)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: dtype {} where {} is required", what_, dtype_name(dtype_),
+         dtype_name(dtype));
+}
+
+void TensorView::expect_ndim(int ndim) const {
+  if (ndim_ != ndim)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: {} dimensions where {} are required (shape {})", what_,
+         ndim_, ndim, shape_string());
+}
+
+void TensorView::expect(int32_t dtype, std::initializer_list<int64_t> shape) const {
+  expect_dtype(dtype);
+  expect_ndim(static_cast<int>(shape.size()));
+  int i = 0;
+  for (int64_t n : shape) {
+    if (n >= 0 && shape_[static_cast<size_t>(i)] != n) {
+      std::string want = "[";
+      int k = 0;
+      for (int64_t m : shape) want += (k++ ? ", " : "") + (m < 0 ? std::string("*") : std::to_string(m));
+      fail(KVQ_ERR_INVALID_ARGUMENT, "{}: shape {} where {}] is required", what_, shape_string(),
+           want);
+    }
+    ++i;
+  }
+}
+
+int64_t TensorView::offset(std::initializer_list<int64_t> index) const {
+  int64_t off = 0;
+  int i = 0;
+  for (int64_t x : index) off += x * strides_[static_cast<size_t>(i++)];
+  return off;
+}
+
+const unsigned char* TensorView::at(std::initializer_list<int64_t> index) const {
+  return static_cast<const unsigned char*>(data_) + offset(index) * elem_bytes_;
+}
+
+unsigned char* TensorView::at_mut(std::initializer_list<int64_t> index) const {
+  return static_cast<unsigned char*>(data_) + offset(index) * elem_bytes_;
+}
+
+int64_t TensorView::i64(int64_t i) const {
+  const unsigned char* p = static_cast<const unsigned char*>(data_) + i * strides_[0] * elem_bytes_;
+  if (dtype_ == KVQ_DTYPE_I32) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  if (dtype_ == KVQ_DTYPE_I64) {
+    int64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  }
+  fail(KVQ_ERR_INVALID_ARGUMENT, "{}: integer dtype required, got {}", what_, dtype_name(dtype_));
+}
+
+}  // namespace kvq::sdk

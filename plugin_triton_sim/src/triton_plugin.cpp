@@ -1,0 +1,37 @@
+// libkvq_triton_sim.so: vLLM's Triton attention backend and its KV-cache
+// modes, computed on the CPU.
+#include "kv_modes.hpp"
+
+#include "kvq_sdk/abi_export.hpp"
+#include "kvq_sdk/unquantized.hpp"
+
+namespace kvq::sdk {
+
+const PluginDefinition& plugin_definition() {
+  static const PluginDefinition def = [] {
+    PluginDefinition d;
+    d.name = "kvq_triton_sim";
+    d.version = "0.1.0";
+    d.vendor = "kvq";
+    BackendDefinition b;
+    b.name = "triton";
+    b.description = "vLLM Triton unified attention (mixed prefill/decode batches) on the CPU";
+    b.modes = triton::modes();
+    b.resolve_mode = triton::resolve_mode;
+    b.validate = triton::validate_geometry;
+    b.make_impl = [](const LayerConfig& c, const ModeDefinition& m) -> std::unique_ptr<LayerImpl> {
+      return std::make_unique<UnquantizedImpl>("triton_unified_attention",
+                                               cache_dtype_of(m, c.model_dtype), false);
+    };
+    d.backends.push_back(std::move(b));
+    d.loaders["default"] = default_weight_loader;
+    return d;
+  }();
+  return def;
+}
+
+}  // namespace kvq::sdk
+
+extern "C" KVQ_SDK_EXPORT const kvq_plugin_api* kvq_plugin_entry(void) {
+  return kvq::sdk::plugin_api();
+}
