@@ -60,7 +60,9 @@ T& require(T* p, const char* what) {
   return *p;
 }
 
-std::string str_or(const char* s, const char* fallback) { return s ? s : fallback; }
+std::string str_or(const char* s, const char* fallback) {
+  return s ? s : fallback;
+}
 
 Options read_options(int64_t count, const char* const* kv, const char* what) {
   if (count < 0 || count > 4096)
@@ -88,26 +90,34 @@ kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
     const PluginDefinition& def = plugin_definition();
     if (host->abi_major != KVQ_ABI_MAJOR)
       fail(KVQ_ERR_VERSION_MISMATCH,
-           "host speaks kvq ABI major {}, plugin {} speaks major {}: refusing to load", host->abi_major,
-           def.name, KVQ_ABI_MAJOR);
+           "host speaks kvq ABI major {}, plugin {} speaks major {}: refusing to load",
+           host->abi_major, def.name, KVQ_ABI_MAJOR);
     const kvq_host_info h = read_struct(host, KVQ_HOST_INFO_SIZE, "host_info");
-    if (h.num_threads < 0) fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} < 0", h.num_threads);
+    if (h.num_threads < 0)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} < 0", h.num_threads);
     if (h.log_level < 0 || h.log_level > KVQ_LOG_ERROR)
-      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value", h.log_level);
+      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value",
+           h.log_level);
     const uint32_t minor = std::min<uint32_t>(h.abi_minor, KVQ_ABI_MINOR);
     auto inst = std::make_unique<kvq_instance>(kvq_instance{Instance(def, h, minor)});
-    inst->instance.logger().log(
-        KVQ_LOG_DEBUG, fmt::format("{} {} negotiated ABI {}.{}", def.name, def.version, KVQ_ABI_MAJOR, minor));
+    inst->instance.logger().log(KVQ_LOG_DEBUG, fmt::format("{} {} negotiated ABI {}.{}", def.name,
+                                                           def.version, KVQ_ABI_MAJOR, minor));
     *out = inst.release();
   });
 }
 
-int32_t error_code(const kvq_error* e) { return e ? e->code : 0; }
-const char* error_message(const kvq_error* e) { return e ? e->message.c_str() : ""; }
+int32_t error_code(const kvq_error* e) {
+  return e ? e->code : 0;
+}
+const char* error_message(const kvq_error* e) {
+  return e ? e->message.c_str() : "";
+}
 void error_destroy(kvq_error* e) {
   if (e != nullptr && !e->is_static) std::unique_ptr<kvq_error> owned(e);
 }
-void instance_destroy(kvq_instance* i) { std::unique_ptr<kvq_instance> owned(i); }
+void instance_destroy(kvq_instance* i) {
+  std::unique_ptr<kvq_instance> owned(i);
+}
 
 kvq_error* probe(kvq_probe_result* out) {
   return guard([&] {
@@ -164,7 +174,8 @@ void check_layer_config(const LayerConfig& c) {
   if (c.num_heads > 65536) fail(KVQ_ERR_INVALID_ARGUMENT, "num_heads {} is too large", c.num_heads);
   if (c.block_size <= 0 || c.block_size > 65536)
     fail(KVQ_ERR_INVALID_ARGUMENT, "block_size {} must be in 1..65536", c.block_size);
-  if (c.sliding_window < 0) fail(KVQ_ERR_INVALID_ARGUMENT, "sliding_window {} < 0", c.sliding_window);
+  if (c.sliding_window < 0)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "sliding_window {} < 0", c.sliding_window);
   if (!(c.softcap >= 0.0) || !(c.softmax_scale >= 0.0))
     fail(KVQ_ERR_INVALID_ARGUMENT, "softcap and softmax_scale must be finite and >= 0");
   if (c.tp_size < 1 || c.tp_rank < 0 || c.tp_rank >= c.tp_size)
@@ -177,7 +188,8 @@ kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_
     require(out, "out");
     *out = nullptr;
     const Instance& i = require(inst, "instance").instance;
-    const LayerConfig c = to_layer_config(read_struct(config, KVQ_LAYER_CONFIG_SIZE, "layer config"));
+    const LayerConfig c =
+        to_layer_config(read_struct(config, KVQ_LAYER_CONFIG_SIZE, "layer config"));
     const PluginDefinition& def = i.definition();
     const BackendDefinition* backend = nullptr;
     std::string names;
@@ -186,12 +198,14 @@ kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_
       names += (names.empty() ? "" : ", ") + b.name;
     }
     if (backend == nullptr)
-      fail(KVQ_ERR_NOT_FOUND, "backend '{}' not found; plugin {} offers: {}", c.backend, def.name, names);
+      fail(KVQ_ERR_NOT_FOUND, "backend '{}' not found; plugin {} offers: {}", c.backend, def.name,
+           names);
     check_layer_config(c);
     for (const auto& [key, value] : c.options)
       if (std::find(backend->option_keys.begin(), backend->option_keys.end(), key) ==
           backend->option_keys.end())
-        fail(KVQ_ERR_INVALID_ARGUMENT, "unknown layer option '{}' for backend {}", key, backend->name);
+        fail(KVQ_ERR_INVALID_ARGUMENT, "unknown layer option '{}' for backend {}", key,
+             backend->name);
     const std::string mode_name = backend->resolve_mode(c.kv_cache_dtype);
     const ModeDefinition* mode = nullptr;
     for (const auto& m : backend->modes)
@@ -211,7 +225,9 @@ kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_
   });
 }
 
-void layer_destroy(kvq_layer* l) { std::unique_ptr<kvq_layer> owned(l); }
+void layer_destroy(kvq_layer* l) {
+  std::unique_ptr<kvq_layer> owned(l);
+}
 
 kvq_error* layer_info(const kvq_layer* l, kvq_layer_info* out) {
   return guard([&] {
@@ -280,7 +296,8 @@ kvq_error* apply_scheme(kvq_layer* l, const kvq_scheme_args* in) {
     const PluginDefinition& def = layer.instance().definition();
     const SchemeDefinition* s = def.schemes.find(a.quant_type, a.layer_type);
     if (s == nullptr)
-      fail(KVQ_ERR_NOT_FOUND, "no scheme ({}, {}) in plugin {}", a.quant_type, a.layer_type, def.name);
+      fail(KVQ_ERR_NOT_FOUND, "no scheme ({}, {}) in plugin {}", a.quant_type, a.layer_type,
+           def.name);
     if (!s->supported)
       fail(KVQ_ERR_UNSUPPORTED, "scheme ({}, {}) is not built in plugin {} yet", a.quant_type,
            a.layer_type, def.name);
@@ -298,7 +315,8 @@ kvq_error* scheme_apply(kvq_layer* l) {
     Layer& layer = require(l, "layer").layer;
     const SchemeDefinition* s = layer.scheme();
     if (s == nullptr)
-      fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} has no scheme applied", layer.config().layer_name);
+      fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} has no scheme applied",
+           layer.config().layer_name);
     if (!s->apply)
       fail(KVQ_ERR_FAILED_PRECONDITION, "{} quantization is handled by the attention backend",
            s->quant_type);
@@ -337,7 +355,8 @@ kvq_error* param_read(const kvq_layer* l, const char* name, const kvq_tensor* ds
     const TensorView d(dst, "dst");
     if (d.dtype() != p->dtype || d.numel() != p->numel())
       fail(KVQ_ERR_INVALID_ARGUMENT, "dst: {} {} cannot hold parameter {} ({} {})",
-           dtype_name(d.dtype()), d.shape_string(), p->name, dtype_name(p->dtype), p->shape_string());
+           dtype_name(d.dtype()), d.shape_string(), p->name, dtype_name(p->dtype),
+           p->shape_string());
     if (!d.contiguous()) fail(KVQ_ERR_UNSUPPORTED, "dst: only contiguous tensors are supported");
     std::memcpy(d.data(), p->bytes.data(), p->bytes.size());
   });
@@ -353,7 +372,8 @@ kvq_error* param_load(kvq_layer* l, const char* name, const kvq_tensor* loaded, 
     if (p->loader.empty())
       fail(KVQ_ERR_FAILED_PRECONDITION, "parameter {} is derived, not loadable", p->name);
     if (tp_size < 1 || tp_rank < 0 || tp_rank >= tp_size)
-      fail(KVQ_ERR_INVALID_ARGUMENT, "tp_rank {} is outside 0..tp_size-1 (tp_size {})", tp_rank, tp_size);
+      fail(KVQ_ERR_INVALID_ARGUMENT, "tp_rank {} is outside 0..tp_size-1 (tp_size {})", tp_rank,
+           tp_size);
     const auto& loaders = layer.instance().definition().loaders;
     const auto it = loaders.find(p->loader);
     if (it == loaders.end()) fail(KVQ_ERR_INTERNAL, "no weight loader named '{}'", p->loader);
@@ -374,30 +394,17 @@ kvq_error* process_weights(kvq_layer* l) {
 }
 
 constexpr kvq_plugin_api kApi = {
-    KVQ_PLUGIN_API_SIZE, KVQ_ABI_MAJOR,  KVQ_ABI_MINOR,  negotiate,      error_code,
-    error_message,       error_destroy,  instance_destroy, probe,        get_info,
-    layer_create,        layer_destroy,  layer_info,     cache_geometry, cache_init,
-    cache_write,         supports,       forward,        apply_scheme,   scheme_apply,
-    param_info,          param_read,     param_load,     process_weights,
+    KVQ_PLUGIN_API_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR,    negotiate,       error_code,
+    error_message,       error_destroy, instance_destroy, probe,           get_info,
+    layer_create,        layer_destroy, layer_info,       cache_geometry,  cache_init,
+    cache_write,         supports,      forward,          apply_scheme,    scheme_apply,
+    param_info,          param_read,    param_load,       process_weights,
 };
 
 }  // namespace
 
-const kvq_plugin_api* plugin_api() { return &kApi; }
-
-void default_weight_loader(Param& param, const TensorView& loaded, int32_t, int32_t) {
-  std::vector<int64_t> a, b;
-  for (int i = 0; i < loaded.ndim(); ++i)
-    if (loaded.dim(i) != 1) a.push_back(loaded.dim(i));
-  for (int64_t d : param.shape)
-    if (d != 1) b.push_back(d);
-  if (a != b)
-    fail(KVQ_ERR_INVALID_ARGUMENT, "cannot load weight {} into parameter {} {}",
-         loaded.shape_string(), param.name, param.shape_string());
-  if (!loaded.contiguous()) fail(KVQ_ERR_UNSUPPORTED, "loaded: only contiguous tensors are supported");
-  const int64_t es = dtype_size(loaded.dtype());
-  for (int64_t i = 0; i < param.numel(); ++i)
-    param.set(i, load_float(loaded.dtype(), static_cast<const unsigned char*>(loaded.data()) + i * es));
+const kvq_plugin_api* plugin_api() {
+  return &kApi;
 }
 
 }  // namespace kvq::sdk

@@ -25,8 +25,7 @@ CacheView::CacheView(const kvq_tensor* t, const kvq_cache_geometry& g, bool need
 
 WriteBatch validate_write(const LayerConfig& c, const kvq_cache_geometry& g,
                           const kvq_cache_write_args* in) {
-  const kvq_cache_write_args args =
-      read_struct(in, KVQ_CACHE_WRITE_ARGS_SIZE, "cache_write args");
+  const kvq_cache_write_args args = read_struct(in, KVQ_CACHE_WRITE_ARGS_SIZE, "cache_write args");
   WriteBatch b;
   if (args.key == nullptr || args.value == nullptr || args.slot_mapping == nullptr)
     fail(KVQ_ERR_INVALID_ARGUMENT, "cache_write: key, value and slot_mapping are required");
@@ -65,8 +64,9 @@ ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
   b.state = args.attention_state;
   if (args.query == nullptr || args.output == nullptr || args.kv_cache == nullptr ||
       args.query_start_loc == nullptr || args.seq_lens == nullptr || args.block_table == nullptr)
-    fail(KVQ_ERR_INVALID_ARGUMENT,
-         "forward: query, output, kv_cache, query_start_loc, seq_lens and block_table are required");
+    fail(
+        KVQ_ERR_INVALID_ARGUMENT,
+        "forward: query, output, kv_cache, query_start_loc, seq_lens and block_table are required");
   b.query = TensorView(args.query, "query", need_data);
   if (std::find(query_dtypes.begin(), query_dtypes.end(), b.query.dtype()) == query_dtypes.end())
     fail(KVQ_ERR_INVALID_ARGUMENT, "query: dtype {} is not accepted by this layer (model dtype {})",
@@ -98,7 +98,8 @@ ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
   lens.expect(KVQ_DTYPE_I32, {s_count});
   table.expect(KVQ_DTYPE_I32, {s_count, -1});
   b.max_blocks = table.dim(1);
-  if (qsl.i64(0) != 0) fail(KVQ_ERR_INVALID_ARGUMENT, "query_start_loc[0] = {}, must be 0", qsl.i64(0));
+  if (qsl.i64(0) != 0)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "query_start_loc[0] = {}, must be 0", qsl.i64(0));
   b.seqs.resize(static_cast<size_t>(s_count));
   b.block_table.resize(static_cast<size_t>(s_count * b.max_blocks));
   for (int64_t s = 0; s < s_count; ++s) {

@@ -22,6 +22,8 @@ std::string cpu_features() {
   return out;
 }
 
-const char* simd_level() { return "portable"; }
+const char* simd_level() {
+  return "portable";
+}
 
 }  // namespace kvq::sdk

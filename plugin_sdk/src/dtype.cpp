@@ -27,7 +27,8 @@ float fp8_decode(uint8_t code, const Fp8Format& f, bool ieee_specials) {
   if (ieee_specials && exp == exp_max) return mant ? NAN : sign * INFINITY;
   if (!ieee_specials && exp == exp_max && mant == (1 << f.mant_bits) - 1) return NAN;
   if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), 1 - f.bias - f.mant_bits);
-  return sign * std::ldexp(static_cast<float>((1 << f.mant_bits) + mant), exp - f.bias - f.mant_bits);
+  return sign *
+         std::ldexp(static_cast<float>((1 << f.mant_bits) + mant), exp - f.bias - f.mant_bits);
 }
 
 // fp32 -> fp8, round to nearest even, saturating. Scaling by powers of two
@@ -71,10 +72,16 @@ const std::array<float, 256>& e5m2_table() {
 
 int64_t dtype_size(int32_t dtype) {
   switch (dtype) {
-    case KVQ_DTYPE_F32: case KVQ_DTYPE_I32: return 4;
-    case KVQ_DTYPE_F16: case KVQ_DTYPE_BF16: return 2;
-    case KVQ_DTYPE_I8: case KVQ_DTYPE_U8: case KVQ_DTYPE_F8_E4M3FN: case KVQ_DTYPE_F8_E5M2: return 1;
-    case KVQ_DTYPE_I64: case KVQ_DTYPE_F64: return 8;
+    case KVQ_DTYPE_F32:
+    case KVQ_DTYPE_I32: return 4;
+    case KVQ_DTYPE_F16:
+    case KVQ_DTYPE_BF16: return 2;
+    case KVQ_DTYPE_I8:
+    case KVQ_DTYPE_U8:
+    case KVQ_DTYPE_F8_E4M3FN:
+    case KVQ_DTYPE_F8_E5M2: return 1;
+    case KVQ_DTYPE_I64:
+    case KVQ_DTYPE_F64: return 8;
     default: return 0;
   }
 }
@@ -109,8 +116,10 @@ float f16_to_float(uint16_t h) {
     return sign ? -f : f;
   }
   uint32_t u;
-  if (exp == 31) u = sign | 0x7F800000u | (mant << 13);
-  else u = sign | ((exp + 112) << 23) | (mant << 13);
+  if (exp == 31)
+    u = sign | 0x7F800000u | (mant << 13);
+  else
+    u = sign | ((exp + 112) << 23) | (mant << 13);
   std::memcpy(&f, &u, 4);
   return f;
 }
@@ -122,7 +131,7 @@ uint16_t float_to_f16(float f) {
   const float a = std::fabs(f);
   if (std::isnan(f)) return sign | 0x7E00;
   if (a >= 65520.0f) return sign | 0x7C00;  // rounds to infinity
-  if (a < 6.103515625e-05f) {                // subnormal: quantum 2^-24
+  if (a < 6.103515625e-05f) {               // subnormal: quantum 2^-24
     return sign | static_cast<uint16_t>(std::nearbyint(std::ldexp(a, 24)));
   }
   // normal: keep 10 mantissa bits with round to nearest even on the fp32 bits
@@ -132,23 +141,55 @@ uint16_t float_to_f16(float f) {
   return sign | static_cast<uint16_t>((exp << 10) | ((v >> 13) & 0x3FFu));
 }
 
-float e4m3_to_float(uint8_t code) { return e4m3_table()[code]; }
-float e5m2_to_float(uint8_t code) { return e5m2_table()[code]; }
-uint8_t float_to_e4m3(float f) { return fp8_encode(f, kE4M3); }
-uint8_t float_to_e5m2(float f) { return fp8_encode(f, kE5M2); }
+float e4m3_to_float(uint8_t code) {
+  return e4m3_table()[code];
+}
+float e5m2_to_float(uint8_t code) {
+  return e5m2_table()[code];
+}
+uint8_t float_to_e4m3(float f) {
+  return fp8_encode(f, kE4M3);
+}
+uint8_t float_to_e5m2(float f) {
+  return fp8_encode(f, kE5M2);
+}
 
 float load_float(int32_t dtype, const void* p) {
   switch (dtype) {
-    case KVQ_DTYPE_F32: { float f; std::memcpy(&f, p, 4); return f; }
-    case KVQ_DTYPE_BF16: { uint16_t b; std::memcpy(&b, p, 2); return bf16_to_float(b); }
-    case KVQ_DTYPE_F16: { uint16_t b; std::memcpy(&b, p, 2); return f16_to_float(b); }
+    case KVQ_DTYPE_F32: {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    case KVQ_DTYPE_BF16: {
+      uint16_t b;
+      std::memcpy(&b, p, 2);
+      return bf16_to_float(b);
+    }
+    case KVQ_DTYPE_F16: {
+      uint16_t b;
+      std::memcpy(&b, p, 2);
+      return f16_to_float(b);
+    }
     case KVQ_DTYPE_F8_E4M3FN: return e4m3_to_float(*static_cast<const uint8_t*>(p));
     case KVQ_DTYPE_F8_E5M2: return e5m2_to_float(*static_cast<const uint8_t*>(p));
     case KVQ_DTYPE_I8: return static_cast<float>(*static_cast<const int8_t*>(p));
     case KVQ_DTYPE_U8: return static_cast<float>(*static_cast<const uint8_t*>(p));
-    case KVQ_DTYPE_I32: { int32_t v; std::memcpy(&v, p, 4); return static_cast<float>(v); }
-    case KVQ_DTYPE_I64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<float>(v); }
-    case KVQ_DTYPE_F64: { double v; std::memcpy(&v, p, 8); return static_cast<float>(v); }
+    case KVQ_DTYPE_I32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      return static_cast<float>(v);
+    }
+    case KVQ_DTYPE_I64: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<float>(v);
+    }
+    case KVQ_DTYPE_F64: {
+      double v;
+      std::memcpy(&v, p, 8);
+      return static_cast<float>(v);
+    }
     default: fail(KVQ_ERR_INVALID_ARGUMENT, "cannot read dtype {} as float", dtype);
   }
 }
@@ -156,11 +197,23 @@ float load_float(int32_t dtype, const void* p) {
 void store_float(int32_t dtype, void* p, float v) {
   switch (dtype) {
     case KVQ_DTYPE_F32: std::memcpy(p, &v, 4); return;
-    case KVQ_DTYPE_BF16: { const uint16_t b = float_to_bf16(v); std::memcpy(p, &b, 2); return; }
-    case KVQ_DTYPE_F16: { const uint16_t b = float_to_f16(v); std::memcpy(p, &b, 2); return; }
+    case KVQ_DTYPE_BF16: {
+      const uint16_t b = float_to_bf16(v);
+      std::memcpy(p, &b, 2);
+      return;
+    }
+    case KVQ_DTYPE_F16: {
+      const uint16_t b = float_to_f16(v);
+      std::memcpy(p, &b, 2);
+      return;
+    }
     case KVQ_DTYPE_F8_E4M3FN: *static_cast<uint8_t*>(p) = float_to_e4m3(v); return;
     case KVQ_DTYPE_F8_E5M2: *static_cast<uint8_t*>(p) = float_to_e5m2(v); return;
-    case KVQ_DTYPE_F64: { const double d = v; std::memcpy(p, &d, 8); return; }
+    case KVQ_DTYPE_F64: {
+      const double d = v;
+      std::memcpy(p, &d, 8);
+      return;
+    }
     default: fail(KVQ_ERR_INVALID_ARGUMENT, "cannot store float as dtype {}", dtype);
   }
 }

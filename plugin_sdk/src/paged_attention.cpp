@@ -21,7 +21,9 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 template <int32_t Dtype>
 void decode_plain(const unsigned char* row, int64_t n, float scale, float* out) {
-  constexpr int64_t size = Dtype == KVQ_DTYPE_F32 ? 4 : (Dtype == KVQ_DTYPE_BF16 || Dtype == KVQ_DTYPE_F16) ? 2 : 1;
+  constexpr int64_t size = Dtype == KVQ_DTYPE_F32                                ? 4
+                           : (Dtype == KVQ_DTYPE_BF16 || Dtype == KVQ_DTYPE_F16) ? 2
+                                                                                 : 1;
   for (int64_t i = 0; i < n; ++i) out[i] = load_float(Dtype, row + i * size) * scale;
 }
 void decode_f32(const unsigned char* row, int64_t n, float scale, float* out) {
@@ -80,7 +82,11 @@ RowDecoder row_decoder(int32_t element_dtype, bool per_token_head) {
 
 PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
                              float k_scale, float v_scale)
-    : batch_(batch), decode_k_(decode_k), decode_v_(decode_v), k_scale_(k_scale), v_scale_(v_scale) {}
+    : batch_(batch),
+      decode_k_(decode_k),
+      decode_v_(decode_v),
+      k_scale_(k_scale),
+      v_scale_(v_scale) {}
 
 void PagedKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
                          float* v) const {
@@ -114,7 +120,8 @@ void BatchKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
   for (int64_t i = 0; i < n; ++i) {
     const unsigned char* kp = batch_.key.at({row0 + i, kv_head, 0});
     const unsigned char* vp = batch_.value.at({row0 + i, kv_head, 0});
-    for (int64_t c = 0; c < d; ++c) k[i * d + c] = load_float(dt, kp + c * batch_.key.stride(2) * es);
+    for (int64_t c = 0; c < d; ++c)
+      k[i * d + c] = load_float(dt, kp + c * batch_.key.stride(2) * es);
     for (int64_t c = 0; c < dv; ++c)
       v[i * dv + c] = load_float(dt, vp + c * batch_.value.stride(2) * es);
   }
@@ -122,9 +129,8 @@ void BatchKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
 
 AttentionOptions attention_options(const LayerConfig& c, int num_threads) {
   AttentionOptions o;
-  o.softmax_scale = static_cast<float>(c.softmax_scale != 0.0
-                                           ? c.softmax_scale
-                                           : 1.0 / std::sqrt(static_cast<double>(c.head_size)));
+  o.softmax_scale = static_cast<float>(
+      c.softmax_scale != 0.0 ? c.softmax_scale : 1.0 / std::sqrt(static_cast<double>(c.head_size)));
   o.sliding_window = c.sliding_window;
   o.softcap = static_cast<float>(c.softcap);
   o.num_threads = num_threads;
@@ -160,7 +166,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
       const int64_t lo = o.sliding_window > 0
                              ? std::max<int64_t>(0, q.context_len + q0 - o.sliding_window + 1)
                              : 0;
-      const int64_t n_split = std::max<int64_t>(1, std::min(splits, (hi - lo + kKeyTile - 1) / kKeyTile));
+      const int64_t n_split =
+          std::max<int64_t>(1, std::min(splits, (hi - lo + kKeyTile - 1) / kKeyTile));
       const int64_t per = (hi - lo + n_split - 1) / n_split;
       for (int64_t g = 0; g < hkv; ++g)
         for (int64_t sp = 0; sp < n_split; ++sp) {
@@ -178,7 +185,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
 
 #pragma omp parallel num_threads(o.num_threads)
   {
-    std::vector<float> qbuf, kbuf(static_cast<size_t>(kKeyTile * d)), vbuf(static_cast<size_t>(kKeyTile * dv));
+    std::vector<float> qbuf, kbuf(static_cast<size_t>(kKeyTile * d)),
+        vbuf(static_cast<size_t>(kKeyTile * dv));
     float scores[kKeyTile];
 #pragma omp for schedule(dynamic, 1)
     for (size_t it = 0; it < items.size(); ++it) {
@@ -192,7 +200,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
         const unsigned char* src = b.query.at({token, h, 0});
         const int64_t es = dtype_size(b.query.dtype()), st = b.query.stride(2);
         for (int64_t c2 = 0; c2 < d; ++c2)
-          qbuf[static_cast<size_t>(r * d + c2)] = load_float(b.query.dtype(), src + c2 * st * es) * scale;
+          qbuf[static_cast<size_t>(r * d + c2)] =
+              load_float(b.query.dtype(), src + c2 * st * es) * scale;
       }
       RowState* st = &states[static_cast<size_t>(w.out_slot)];
       float* ac = &acc[static_cast<size_t>(w.out_slot * dv)];
@@ -262,7 +271,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t h = w.kv_head * group + r % group;
       float m = kNegInf;
-      for (size_t k = it; k < end; ++k) m = std::max(m, states[static_cast<size_t>(items[k].out_slot + r)].m);
+      for (size_t k = it; k < end; ++k)
+        m = std::max(m, states[static_cast<size_t>(items[k].out_slot + r)].m);
       float sink = kNegInf;
       if (has_sinks) {
         std::memcpy(&sink, b.sinks.at({h}), 4);
@@ -282,7 +292,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
       const int64_t token = q.query_start + w.q_begin + r / group;
       unsigned char* dst = b.output.at_mut({token, h, 0});
       for (int64_t c2 = 0; c2 < dv; ++c2)
-        store_float(out_dtype, dst + c2 * b.output.stride(2) * out_es, merged[static_cast<size_t>(c2)] * inv);
+        store_float(out_dtype, dst + c2 * b.output.stride(2) * out_es,
+                    merged[static_cast<size_t>(c2)] * inv);
     }
     it = end;
   }

@@ -32,7 +32,11 @@ void Param::set(int64_t i, float v) {
   unsigned char* p = bytes.data() + i * dtype_size(dtype);
   switch (dtype) {
     case KVQ_DTYPE_I8: *reinterpret_cast<int8_t*>(p) = static_cast<int8_t>(v); return;
-    case KVQ_DTYPE_I32: { const int32_t x = static_cast<int32_t>(v); std::memcpy(p, &x, 4); return; }
+    case KVQ_DTYPE_I32: {
+      const int32_t x = static_cast<int32_t>(v);
+      std::memcpy(p, &x, 4);
+      return;
+    }
     default: store_float(dtype, p, v);
   }
 }
@@ -46,6 +50,23 @@ std::string Param::shape_string() const {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+void default_weight_loader(Param& param, const TensorView& loaded, int32_t, int32_t) {
+  std::vector<int64_t> a, b;
+  for (int i = 0; i < loaded.ndim(); ++i)
+    if (loaded.dim(i) != 1) a.push_back(loaded.dim(i));
+  for (int64_t d : param.shape)
+    if (d != 1) b.push_back(d);
+  if (a != b)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "cannot load weight {} into parameter {} {}",
+         loaded.shape_string(), param.name, param.shape_string());
+  if (!loaded.contiguous())
+    fail(KVQ_ERR_UNSUPPORTED, "loaded: only contiguous tensors are supported");
+  const int64_t es = dtype_size(loaded.dtype());
+  for (int64_t i = 0; i < param.numel(); ++i)
+    param.set(
+        i, load_float(loaded.dtype(), static_cast<const unsigned char*>(loaded.data()) + i * es));
 }
 
 // ---- schemes ---------------------------------------------------------------
@@ -97,8 +118,8 @@ kvq_cache_geometry block_kv_slot_head_geometry(const LayerConfig& c, int32_t ele
   g.num_kv_heads = c.num_kv_heads;
   g.head_size = c.head_size;
   g.head_size_v = c.head_size_v;
-  g.row_bytes = std::max(c.head_size, c.head_size_v) * dtype_size(element_dtype) +
-                (per_token_head ? 4 : 0);
+  g.row_bytes =
+      std::max(c.head_size, c.head_size_v) * dtype_size(element_dtype) + (per_token_head ? 4 : 0);
   g.bytes_per_block = 2 * c.block_size * c.num_kv_heads * g.row_bytes;
   g.alignment = 64;
   return g;

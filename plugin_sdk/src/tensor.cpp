@@ -90,7 +90,8 @@ void TensorView::expect(int32_t dtype, std::initializer_list<int64_t> shape) con
     if (n >= 0 && shape_[static_cast<size_t>(i)] != n) {
       std::string want = "[";
       int k = 0;
-      for (int64_t m : shape) want += (k++ ? ", " : "") + (m < 0 ? std::string("*") : std::to_string(m));
+      for (int64_t m : shape)
+        want += (k++ ? ", " : "") + (m < 0 ? std::string("*") : std::to_string(m));
       fail(KVQ_ERR_INVALID_ARGUMENT, "{}: shape {} where {}] is required", what_, shape_string(),
            want);
     }

@@ -43,7 +43,8 @@ void UnquantizedImpl::cache_write(Layer& layer, const WriteBatch& b) {
       const unsigned char* k = b.key.at({t, h, 0});
       const unsigned char* v = b.value.at({t, h, 0});
       for (int64_t d = 0; d < c.head_size; ++d)
-        store_float(cache_dtype_, krow + d * es, load_float(c.model_dtype, k + d * b.key.stride(2) * in_es));
+        store_float(cache_dtype_, krow + d * es,
+                    load_float(c.model_dtype, k + d * b.key.stride(2) * in_es));
       for (int64_t d = 0; d < c.head_size_v; ++d)
         store_float(cache_dtype_, vrow + d * es,
                     load_float(c.model_dtype, v + d * b.value.stride(2) * in_es));

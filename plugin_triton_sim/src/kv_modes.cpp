@@ -8,12 +8,16 @@ namespace kvq::triton {
 std::vector<sdk::ModeDefinition> modes() {
   std::vector<sdk::ModeDefinition> m = sdk::unquantized_modes();
   // Known modes that are not built yet: layer_create answers UNSUPPORTED.
-  m.push_back({"fp8", "fp8 e4m3fn per-tensor (alias of fp8_e4m3)", KVQ_DTYPE_F8_E4M3FN, false, false, false});
-  m.push_back({"fp8_e4m3", "fp8 e4m3fn, per-tensor k/v scales", KVQ_DTYPE_F8_E4M3FN, false, false, false});
-  m.push_back({"fp8_e5m2", "fp8 e5m2, per-tensor k/v scales", KVQ_DTYPE_F8_E5M2, false, false, false});
+  m.push_back({"fp8", "fp8 e4m3fn per-tensor (alias of fp8_e4m3)", KVQ_DTYPE_F8_E4M3FN, false,
+               false, false});
+  m.push_back(
+      {"fp8_e4m3", "fp8 e4m3fn, per-tensor k/v scales", KVQ_DTYPE_F8_E4M3FN, false, false, false});
+  m.push_back(
+      {"fp8_e5m2", "fp8 e5m2, per-tensor k/v scales", KVQ_DTYPE_F8_E5M2, false, false, false});
   m.push_back({"int8_per_token_head", "int8 with a dynamic fp32 scale per (token, head), inline",
                KVQ_DTYPE_I8, false, true, false});
-  m.push_back({"fp8_per_token_head", "fp8 e4m3fn with a dynamic fp32 scale per (token, head), inline",
+  m.push_back({"fp8_per_token_head",
+               "fp8 e4m3fn with a dynamic fp32 scale per (token, head), inline",
                KVQ_DTYPE_F8_E4M3FN, false, true, false});
   m.push_back({"int4_per_token_head", "asymmetric int4 per (token, head), two nibbles per byte",
                KVQ_DTYPE_U8, false, true, false});
@@ -26,14 +30,17 @@ std::string resolve_mode(std::string_view s) {
   if (s.substr(0, 3) == "fp8") {
     if (s == "fp8" || s == "fp8_e4m3" || s == "fp8_e5m2") return std::string(s);
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
-              "kv_cache_dtype '{}' is an fp8 variant this backend does not know (fp8, fp8_e4m3, fp8_e5m2)", s);
+              "kv_cache_dtype '{}' is an fp8 variant this backend does not know (fp8, fp8_e4m3, "
+              "fp8_e5m2)",
+              s);
   }
   const std::string plain = sdk::unquantized_mode_name(s);
   if (!plain.empty()) return plain;
-  sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
-            "unknown kv_cache_dtype '{}'; expected auto, bfloat16, float16, float32, half, float, "
-            "fp8, fp8_e4m3, fp8_e5m2, int8_per_token_head, fp8_per_token_head or int4_per_token_head",
-            s);
+  sdk::fail(
+      KVQ_ERR_INVALID_ARGUMENT,
+      "unknown kv_cache_dtype '{}'; expected auto, bfloat16, float16, float32, half, float, "
+      "fp8, fp8_e4m3, fp8_e5m2, int8_per_token_head, fp8_per_token_head or int4_per_token_head",
+      s);
 }
 
 void validate_geometry(const sdk::LayerConfig& c, const sdk::ModeDefinition& mode) {

@@ -25,8 +25,9 @@ class CacheView {
   unsigned char* base() const { return base_; }
   // Row (block, kv: 0 = K / 1 = V, slot within block, kv head).
   unsigned char* row(int64_t block, int kv, int64_t slot, int64_t head) const {
-    return base_ + ((block * 2 + kv) * geometry_.block_size + slot) * geometry_.num_kv_heads *
-                       geometry_.row_bytes +
+    return base_ +
+           ((block * 2 + kv) * geometry_.block_size + slot) * geometry_.num_kv_heads *
+               geometry_.row_bytes +
            head * geometry_.row_bytes;
   }
 
@@ -37,8 +38,8 @@ class CacheView {
 };
 
 struct WriteBatch {
-  TensorView key;    // [T, H_kv, D]
-  TensorView value;  // [T, H_kv, Dv]
+  TensorView key;              // [T, H_kv, D]
+  TensorView value;            // [T, H_kv, Dv]
   std::vector<int64_t> slots;  // first num_tokens entries of slot_mapping
   CacheView cache;
 };

@@ -29,7 +29,9 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 // Rounds a float to the nearest bf16 value (what bf16 arithmetic stores).
-inline float round_bf16(float f) { return bf16_to_float(float_to_bf16(f)); }
+inline float round_bf16(float f) {
+  return bf16_to_float(float_to_bf16(f));
+}
 
 float f16_to_float(uint16_t bits);
 uint16_t float_to_f16(float f);

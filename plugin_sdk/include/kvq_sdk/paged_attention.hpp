@@ -64,7 +64,7 @@ struct AttentionOptions {
   int64_t sliding_window = 0;
   float softcap = 0.0f;
   int num_threads = 1;
-  int num_splits = 0;          // key segments per decode item; 0 = choose by load
+  int num_splits = 0;  // key segments per decode item; 0 = choose by load
 };
 
 // Computes batch.output for every query row.

@@ -150,7 +150,8 @@ void default_weight_loader(Param& param, const TensorView& loaded, int32_t tp_ra
 class Logger {
  public:
   Logger() = default;
-  Logger(kvq_log_fn fn, void* user_data, int32_t level) : fn_(fn), user_data_(user_data), level_(level) {}
+  Logger(kvq_log_fn fn, void* user_data, int32_t level)
+      : fn_(fn), user_data_(user_data), level_(level) {}
   void log(int32_t level, const std::string& message) const {
     if (fn_ != nullptr && level >= level_) fn_(user_data_, level, message.c_str());
   }
