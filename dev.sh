@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# kvq developer entry point; works on a fresh Debian machine.
+#   ./dev.sh main   install deps, build, run the host on its embedded default deployment
+#   ./dev.sh test   install deps, build, run every test (what CI runs)
+#   ./dev.sh deps | build
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BUILD_DIR=${KVQ_BUILD_DIR:-build}
+DEPS=(cmake make g++ gcc binutils pkg-config libyaml-cpp-dev libspdlog-dev libfmt-dev
+      nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev)
+
+deps() {
+  local missing=()
+  for p in "${DEPS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "installing: ${missing[*]}"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
+  fi
+}
+
+build() {
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build "$BUILD_DIR" -j"$(nproc)"
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  build) deps; build ;;
+  main) deps; build; "$BUILD_DIR/bin/kvq" run ;;
+  test) deps; build; ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600 ;;
+  *) echo "usage: $0 main|test|deps|build" >&2; exit 2 ;;
+esac
