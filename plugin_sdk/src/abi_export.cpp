@@ -60,6 +60,11 @@ T& require(T* p, const char* what) {
   return *p;
 }
 
+const char* require_string(const char* s, const char* what) {
+  if (s == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{} is NULL", what);
+  return s;
+}
+
 std::string str_or(const char* s, const char* fallback) {
   return s ? s : fallback;
 }
@@ -348,8 +353,8 @@ kvq_error* param_info(const kvq_layer* l, int64_t index, kvq_param_info* out) {
 
 kvq_error* param_read(const kvq_layer* l, const char* name, const kvq_tensor* dst) {
   return guard([&] {
-    Layer& layer = const_cast<Layer&>(require(l, "layer").layer);
-    const Param* p = layer.find_param(std::string_view(&require(name, "name")));
+    const Layer& layer = require(l, "layer").layer;
+    const Param* p = layer.find_param(require_string(name, "name"));
     if (p == nullptr)
       fail(KVQ_ERR_NOT_FOUND, "layer {} has no parameter '{}'", layer.config().layer_name, name);
     const TensorView d(dst, "dst");
@@ -366,7 +371,7 @@ kvq_error* param_load(kvq_layer* l, const char* name, const kvq_tensor* loaded, 
                       int32_t tp_size) {
   return guard([&] {
     Layer& layer = require(l, "layer").layer;
-    Param* p = layer.find_param(std::string_view(&require(name, "name")));
+    Param* p = layer.find_param(require_string(name, "name"));
     if (p == nullptr)
       fail(KVQ_ERR_NOT_FOUND, "layer {} has no parameter '{}'", layer.config().layer_name, name);
     if (p->loader.empty())

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <utility>
 
 namespace kvq::sdk {
 
@@ -216,7 +217,11 @@ Param& Layer::declare(Param param) {
 }
 
 Param* Layer::find_param(std::string_view full) {
-  for (auto& p : params_)
+  return const_cast<Param*>(std::as_const(*this).find_param(full));
+}
+
+const Param* Layer::find_param(std::string_view full) const {
+  for (const auto& p : params_)
     if (p.name == full) return &p;
   return nullptr;
 }

@@ -205,6 +205,7 @@ class Layer {
 
   Param& declare(Param param);  // name is local; the layer prefixes it
   Param* find_param(std::string_view full_name);
+  const Param* find_param(std::string_view full_name) const;
   Param& param(std::string_view local_name);  // FAILED_PRECONDITION if missing
   const std::deque<Param>& params() const { return params_; }
   kvq_cache_geometry geometry() const { return impl_->geometry(*this); }
