@@ -69,8 +69,13 @@ extern "C" {
 /* The one symbol a plugin exports; its type is kvq_plugin_entry_fn. */
 #define KVQ_PLUGIN_ENTRY_SYMBOL "kvq_plugin_entry"
 
-/* Size of a struct up to and including `field`: the value of struct_size. */
+/* Size of a struct up to and including `field`: the value of struct_size.
+ * (C++ spells it without a null-pointer cast, so -Wold-style-cast hosts build.) */
+#ifdef __cplusplus
+#define KVQ_STRUCT_SIZE(type, field) (offsetof(type, field) + sizeof(type::field))
+#else
 #define KVQ_STRUCT_SIZE(type, field) (offsetof(type, field) + sizeof(((type*)0)->field))
+#endif
 
 /* 1 when the api table `api` contains `field` and it is set. */
 #define KVQ_API_HAS(api, field)                                                                    \

@@ -11,6 +11,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 // The opaque ABI types. Instances and layers are the framework objects.
 struct kvq_error {
@@ -18,10 +19,15 @@ struct kvq_error {
   bool is_static;  // the preallocated out-of-memory error is never freed
   std::string message;
 };
+// Constructed in place: an Instance's C views point into the object itself.
 struct kvq_instance {
+  template <typename... Args>
+  explicit kvq_instance(Args&&... args) : instance(std::forward<Args>(args)...) {}
   kvq::sdk::Instance instance;
 };
 struct kvq_layer {
+  template <typename... Args>
+  explicit kvq_layer(Args&&... args) : layer(std::forward<Args>(args)...) {}
   kvq::sdk::Layer layer;
 };
 
@@ -104,7 +110,7 @@ kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
       fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value",
            h.log_level);
     const uint32_t minor = std::min<uint32_t>(h.abi_minor, KVQ_ABI_MINOR);
-    auto inst = std::make_unique<kvq_instance>(kvq_instance{Instance(def, h, minor)});
+    auto inst = std::make_unique<kvq_instance>(def, h, minor);
     inst->instance.logger().log(KVQ_LOG_DEBUG, fmt::format("{} {} negotiated ABI {}.{}", def.name,
                                                            def.version, KVQ_ABI_MAJOR, minor));
     *out = inst.release();
@@ -225,7 +231,7 @@ kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_
       fail(KVQ_ERR_UNSUPPORTED, "kv_cache_dtype '{}' (mode {}) is not built in plugin {} yet",
            c.kv_cache_dtype, mode->name, def.name);
     if (backend->validate) backend->validate(c, *mode);
-    auto layer = std::make_unique<kvq_layer>(kvq_layer{Layer(i, *backend, c, *mode)});
+    auto layer = std::make_unique<kvq_layer>(i, *backend, c, *mode);
     *out = layer.release();
   });
 }
@@ -383,7 +389,7 @@ kvq_error* param_load(kvq_layer* l, const char* name, const kvq_tensor* loaded, 
     const auto it = loaders.find(p->loader);
     if (it == loaders.end()) fail(KVQ_ERR_INTERNAL, "no weight loader named '{}'", p->loader);
     Param staged = *p;  // load into a copy: a failing loader leaves the parameter untouched
-    it->second(staged, TensorView(loaded, "loaded"), tp_rank, tp_size);
+    it->second(staged, TensorView(loaded, "loaded"), layer.config(), tp_rank, tp_size);
     staged.loaded = true;
     *p = std::move(staged);
   });

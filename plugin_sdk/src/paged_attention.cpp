@@ -56,6 +56,11 @@ struct WorkItem {
   int64_t out_slot;  // first row of this item's partial buffer
 };
 
+float scale_for(const std::vector<float>& scales, int64_t head) {
+  if (scales.empty()) return 1.0f;
+  return scales.size() == 1 ? scales[0] : scales[static_cast<size_t>(head)];
+}
+
 }  // namespace
 
 RowDecoder row_decoder(int32_t element_dtype, bool per_token_head) {
@@ -81,23 +86,30 @@ RowDecoder row_decoder(int32_t element_dtype, bool per_token_head) {
 }
 
 PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
-                             float k_scale, float v_scale)
+                             std::vector<float> k_scales, std::vector<float> v_scales)
     : batch_(batch),
       decode_k_(decode_k),
       decode_v_(decode_v),
-      k_scale_(k_scale),
-      v_scale_(v_scale) {}
+      k_scales_(std::move(k_scales)),
+      v_scales_(std::move(v_scales)) {
+  const auto heads = static_cast<size_t>(batch.cache.geometry().num_kv_heads);
+  for (const auto* s : {&k_scales_, &v_scales_})
+    if (s->size() != 1 && s->size() != heads)
+      fail(KVQ_ERR_INTERNAL, "{} scales for {} KV heads", s->size(), heads);
+}
 
 void PagedKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
                          float* v) const {
   const CacheView& c = batch_.cache;
   const int64_t bs = c.geometry().block_size, d = c.geometry().head_size,
                 dv = c.geometry().head_size_v;
+  const float ks = k_scales_.size() == 1 ? k_scales_[0] : k_scales_[static_cast<size_t>(kv_head)];
+  const float vs = v_scales_.size() == 1 ? v_scales_[0] : v_scales_[static_cast<size_t>(kv_head)];
   for (int64_t i = 0; i < n; ++i) {
     const int64_t j = first + i;
     const int64_t block = batch_.block(seq, j / bs), slot = j % bs;
-    decode_k_(c.row(block, 0, slot, kv_head), d, k_scale_, k + i * d);
-    decode_v_(c.row(block, 1, slot, kv_head), dv, v_scale_, v + i * dv);
+    decode_k_(c.row(block, 0, slot, kv_head), d, ks, k + i * d);
+    decode_v_(c.row(block, 1, slot, kv_head), dv, vs, v + i * dv);
   }
 }
 
@@ -199,9 +211,10 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
         const int64_t h = w.kv_head * group + r % group;
         const unsigned char* src = b.query.at({token, h, 0});
         const int64_t es = dtype_size(b.query.dtype()), st = b.query.stride(2);
+        const float qs = scale * scale_for(o.query_scales, h);
         for (int64_t c2 = 0; c2 < d; ++c2)
           qbuf[static_cast<size_t>(r * d + c2)] =
-              load_float(b.query.dtype(), src + c2 * st * es) * scale;
+              load_float(b.query.dtype(), src + c2 * st * es) * qs;
       }
       RowState* st = &states[static_cast<size_t>(w.out_slot)];
       float* ac = &acc[static_cast<size_t>(w.out_slot * dv)];
@@ -244,8 +257,9 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
           rs.l *= factor;
           for (int64_t i = 0; i < n; ++i) {
             if (scores[i] == kNegInf) continue;
-            const float p = std::exp(scores[i] - m_new);
+            float p = std::exp(scores[i] - m_new);
             rs.l += p;
+            if (o.quantize_p_e4m3) p = e4m3_to_float(float_to_e4m3(p));
             const float* vr = &vbuf[static_cast<size_t>(i * dv)];
             for (int64_t c2 = 0; c2 < dv; ++c2) a[c2] += p * vr[c2];
           }
@@ -288,7 +302,7 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
         const float* a = &acc[static_cast<size_t>((items[k].out_slot + r) * dv)];
         for (int64_t c2 = 0; c2 < dv; ++c2) merged[static_cast<size_t>(c2)] += a[c2] * f;
       }
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      const float inv = l > 0.0f ? scale_for(o.output_scales, h) / l : 0.0f;
       const int64_t token = q.query_start + w.q_begin + r / group;
       unsigned char* dst = b.output.at_mut({token, h, 0});
       for (int64_t c2 = 0; c2 < dv; ++c2)

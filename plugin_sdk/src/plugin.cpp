@@ -53,7 +53,8 @@ std::string Param::shape_string() const {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-void default_weight_loader(Param& param, const TensorView& loaded, int32_t, int32_t) {
+void default_weight_loader(Param& param, const TensorView& loaded, const LayerConfig&, int32_t,
+                           int32_t) {
   std::vector<int64_t> a, b;
   for (int i = 0; i < loaded.ndim(); ++i)
     if (loaded.dim(i) != 1) a.push_back(loaded.dim(i));
@@ -106,6 +107,7 @@ std::vector<int32_t> LayerImpl::query_dtypes(const Layer& layer) const {
   return {layer.config().model_dtype};
 }
 
+void LayerImpl::attach(Layer&) {}
 void LayerImpl::check_forward(const Layer&, const ForwardBatch&) const {}
 void LayerImpl::process_weights(Layer&) {}
 
@@ -196,11 +198,14 @@ Layer::Layer(const Instance& instance, const BackendDefinition& backend, LayerCo
       backend_(backend),
       config_(std::move(config)),
       mode_(&mode),
-      impl_(backend.make_impl(config_, mode)) {}
+      impl_(backend.make_impl(config_, mode)) {
+  impl_->attach(*this);
+}
 
 void Layer::upgrade(std::unique_ptr<LayerImpl> next, const ModeDefinition& mode) {
   impl_ = std::move(next);
   mode_ = &mode;
+  impl_->attach(*this);
 }
 
 std::string Layer::full_name(std::string_view local) const {

@@ -146,6 +146,17 @@ TEST(AscendBackend, PrefillNoCacheWithoutBatchKvIsAnError) {
   EXPECT_NE(r.status.message.find("key and value"), std::string::npos) << r.status.message;
 }
 
+TEST(TritonBackend, InfoNamesTheKernelLevelAndCpuFeatures) {
+  Plugin p(triton_plugin_path());
+  kvq_plugin_info info{};
+  info.struct_size = KVQ_PLUGIN_INFO_SIZE;
+  ASSERT_EQ(p.take(p.api().get_info(p.instance(), &info)).code, 0);
+  EXPECT_STREQ(info.simd_level, "portable");
+  EXPECT_STREQ(info.name, "kvq_triton_sim");
+  ASSERT_EQ(info.num_backends, 1);
+  EXPECT_STREQ(info.backends[0]->name, "triton");
+}
+
 TEST(TritonBackend, GeometryRulesAreEnforcedAtLayerCreation) {
   Plugin p(triton_plugin_path());
   LayerSpec s;

@@ -256,12 +256,12 @@ TEST(WeightLoader, DefaultLoaderSqueezesAndNamesBothShapes) {
   for (int i = 0; i < 4; ++i)
     src[static_cast<size_t>(i)] = sdk::float_to_f16(static_cast<float>(i + 1));
   kvq_tensor t = view(src, KVQ_DTYPE_F16, {1, 4});
-  sdk::default_weight_loader(p, sdk::TensorView(&t, "loaded"), 0, 1);
+  sdk::default_weight_loader(p, sdk::TensorView(&t, "loaded"), {}, 0, 1);
   EXPECT_EQ(p.dtype, KVQ_DTYPE_F32);
   EXPECT_EQ(p.get(3), 4.0f);
   kvq_tensor wrong = view(src, KVQ_DTYPE_F16, {2, 2});
   try {
-    sdk::default_weight_loader(p, sdk::TensorView(&wrong, "loaded"), 0, 1);
+    sdk::default_weight_loader(p, sdk::TensorView(&wrong, "loaded"), {}, 0, 1);
     FAIL() << "mismatch accepted";
   } catch (const sdk::Error& e) {
     EXPECT_NE(std::string(e.what()).find("[2, 2]"), std::string::npos) << e.what();

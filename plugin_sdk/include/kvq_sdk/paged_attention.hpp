@@ -14,6 +14,7 @@
 #include "kvq_sdk/batch.hpp"
 
 #include <cstdint>
+#include <vector>
 
 namespace kvq::sdk {
 
@@ -36,15 +37,17 @@ RowDecoder row_decoder(int32_t element_dtype, bool per_token_head);
 // Keys from the paged cache through the batch's block table.
 class PagedKvSource final : public KvSource {
  public:
+  // k_scales / v_scales: one tensor-wide value or one per KV head, passed
+  // to the decoders (per-token-head decoders read the row's own scale).
   PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
-                float k_scale = 1.0f, float v_scale = 1.0f);
+                std::vector<float> k_scales = {1.0f}, std::vector<float> v_scales = {1.0f});
   void load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
             float* v) const override;
 
  private:
   const ForwardBatch& batch_;
   RowDecoder decode_k_, decode_v_;
-  float k_scale_, v_scale_;
+  std::vector<float> k_scales_, v_scales_;
 };
 
 // Keys from the forward call's float key/value (the batch's new tokens); only
@@ -65,6 +68,13 @@ struct AttentionOptions {
   float softcap = 0.0f;
   int num_threads = 1;
   int num_splits = 0;  // key segments per decode item; 0 = choose by load
+  // FP8 query path (spec/triton_sim.md §4): queries are multiplied by
+  // query_scales[h], the softmax numerators P are rounded to e4m3 before the
+  // P·V product, and outputs are multiplied by output_scales[h]. Empty = 1;
+  // one value = every head.
+  std::vector<float> query_scales;
+  bool quantize_p_e4m3 = false;
+  std::vector<float> output_scales;
 };
 
 // Computes batch.output for every query row.

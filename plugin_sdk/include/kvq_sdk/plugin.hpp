@@ -56,9 +56,11 @@ struct Param {
   std::string shape_string() const;
 };
 
-// A weight loader: fills `param` from a checkpoint tensor for TP rank/size.
+// A weight loader: fills `param` of a layer configured as `layer` from a
+// checkpoint tensor, for this TP rank/size.
 using WeightLoader =
-    std::function<void(Param& param, const TensorView& loaded, int32_t tp_rank, int32_t tp_size)>;
+    std::function<void(Param& param, const TensorView& loaded, const LayerConfig& layer,
+                       int32_t tp_rank, int32_t tp_size)>;
 
 // One layer's implementation table (vLLM's AttentionImpl).
 class LayerImpl {
@@ -67,6 +69,9 @@ class LayerImpl {
   // A string literal: layer_info hands it out for the layer's lifetime.
   virtual const char* name() const = 0;
   virtual kvq_cache_geometry geometry(const Layer& layer) const = 0;
+  // Called when the impl becomes the layer's (creation or class upgrade):
+  // declare the parameters this implementation reads.
+  virtual void attach(Layer& layer);
   // Zeroes the cache; per-token-head layouts also set every inline scale to 1.0.
   virtual void cache_init(const Layer& layer, const CacheView& cache) const;
   virtual void cache_write(Layer& layer, const WriteBatch& batch) = 0;
@@ -143,8 +148,8 @@ const PluginDefinition& plugin_definition();
 
 // The loader for parameters without special rules: squeezes size-1
 // dimensions of both sides, requires equal shapes, converts the dtype.
-void default_weight_loader(Param& param, const TensorView& loaded, int32_t tp_rank,
-                           int32_t tp_size);
+void default_weight_loader(Param& param, const TensorView& loaded, const LayerConfig& layer,
+                           int32_t tp_rank, int32_t tp_size);
 
 // Routes plugin messages to the host's callback (never stdout/stderr).
 class Logger {
@@ -165,6 +170,8 @@ class Logger {
 class Instance {
  public:
   Instance(const PluginDefinition& def, const kvq_host_info& host, uint32_t negotiated_minor);
+  Instance(const Instance&) = delete;  // info_ points into this object
+  Instance& operator=(const Instance&) = delete;
   const PluginDefinition& definition() const { return def_; }
   const Logger& logger() const { return logger_; }
   int num_threads() const { return num_threads_; }
@@ -191,6 +198,8 @@ class Layer {
  public:
   Layer(const Instance& instance, const BackendDefinition& backend, LayerConfig config,
         const ModeDefinition& mode);
+  Layer(const Layer&) = delete;  // implementations may keep references to their layer
+  Layer& operator=(const Layer&) = delete;
 
   const Instance& instance() const { return instance_; }
   const LayerConfig& config() const { return config_; }
