@@ -7,21 +7,29 @@ namespace kvq::triton {
 
 std::vector<sdk::ModeDefinition> modes() {
   std::vector<sdk::ModeDefinition> m = sdk::unquantized_modes();
-  // Known modes that are not built yet: layer_create answers UNSUPPORTED.
-  m.push_back({"fp8", "fp8 e4m3fn per-tensor (alias of fp8_e4m3)", KVQ_DTYPE_F8_E4M3FN, false,
-               false, false});
+  // name, description, stored element, supported, per-token-head, needs a scheme
+  m.push_back({"fp8", "fp8 e4m3fn, per-tensor k/v scales (same as fp8_e4m3)", KVQ_DTYPE_F8_E4M3FN,
+               true, false, false});
   m.push_back(
-      {"fp8_e4m3", "fp8 e4m3fn, per-tensor k/v scales", KVQ_DTYPE_F8_E4M3FN, false, false, false});
-  m.push_back(
-      {"fp8_e5m2", "fp8 e5m2, per-tensor k/v scales", KVQ_DTYPE_F8_E5M2, false, false, false});
-  m.push_back({"int8_per_token_head", "int8 with a dynamic fp32 scale per (token, head), inline",
-               KVQ_DTYPE_I8, false, true, false});
-  m.push_back({"fp8_per_token_head",
-               "fp8 e4m3fn with a dynamic fp32 scale per (token, head), inline",
-               KVQ_DTYPE_F8_E4M3FN, false, true, false});
-  m.push_back({"int4_per_token_head", "asymmetric int4 per (token, head), two nibbles per byte",
-               KVQ_DTYPE_U8, false, true, false});
+      {"fp8_e4m3", "fp8 e4m3fn, per-tensor k/v scales", KVQ_DTYPE_F8_E4M3FN, true, false, false});
+  m.push_back({"fp8_e5m2", "fp8 e5m2 (real e5m2 bits), per-tensor k/v scales", KVQ_DTYPE_F8_E5M2,
+               true, false, false});
+  m.push_back({"int8_per_token_head", "int8, dynamic fp32 scale per (token, head) stored inline",
+               KVQ_DTYPE_I8, true, true, false});
+  m.push_back({"fp8_per_token_head", "fp8 e4m3fn, dynamic fp32 scale per (token, head) inline",
+               KVQ_DTYPE_F8_E4M3FN, true, true, false});
+  m.push_back({"int4_per_token_head",
+               "asymmetric int4 per (token, head): nibbles, then fp32 scale and zero point",
+               KVQ_DTYPE_U8, true, true, false});
   return m;
+}
+
+KvMode kind_of(const sdk::ModeDefinition& m) {
+  if (m.name == "int8_per_token_head") return KvMode::kInt8PerTokenHead;
+  if (m.name == "fp8_per_token_head") return KvMode::kFp8PerTokenHead;
+  if (m.name == "int4_per_token_head") return KvMode::kInt4PerTokenHead;
+  if (m.name.rfind("fp8", 0) == 0) return KvMode::kFp8PerTensor;
+  return KvMode::kNone;
 }
 
 std::string resolve_mode(std::string_view s) {

@@ -10,6 +10,9 @@
 
 namespace kvq::triton {
 
+enum class KvMode { kNone, kFp8PerTensor, kInt8PerTokenHead, kFp8PerTokenHead, kInt4PerTokenHead };
+KvMode kind_of(const sdk::ModeDefinition& mode);
+
 std::vector<sdk::ModeDefinition> modes();
 // spec §1 parse order: the per-token-head names, then any "fp8*" string
 // (per-tensor), then the unquantized names. Unknown -> INVALID_ARGUMENT.

@@ -1,6 +1,9 @@
 // libkvq_triton_sim.so: vLLM's Triton attention backend and its KV-cache
 // modes, computed on the CPU.
 #include "kv_modes.hpp"
+#include "kv_scales.hpp"
+#include "schemes.hpp"
+#include "triton_impl.hpp"
 
 #include "kvq_sdk/abi_export.hpp"
 #include "kvq_sdk/unquantized.hpp"
@@ -19,12 +22,18 @@ const PluginDefinition& plugin_definition() {
     b.modes = triton::modes();
     b.resolve_mode = triton::resolve_mode;
     b.validate = triton::validate_geometry;
+    b.option_keys = {"calculate_kv_scales"};
     b.make_impl = [](const LayerConfig& c, const ModeDefinition& m) -> std::unique_ptr<LayerImpl> {
-      return std::make_unique<UnquantizedImpl>("triton_unified_attention",
-                                               cache_dtype_of(m, c.model_dtype), false);
+      triton::calculate_kv_scales(c);  // rejects a malformed option value at creation
+      if (triton::kind_of(m) == triton::KvMode::kNone)
+        return std::make_unique<UnquantizedImpl>("triton_unified_attention",
+                                                 cache_dtype_of(m, c.model_dtype), false);
+      return std::make_unique<triton::QuantizedImpl>(triton::kind_of(m), m.element_dtype);
     };
     d.backends.push_back(std::move(b));
+    triton::register_schemes(d.schemes);
     d.loaders["default"] = default_weight_loader;
+    d.loaders["fp8_scale"] = triton::KvScales::load;
     return d;
   }();
   return def;

@@ -1,0 +1,23 @@
+// Per-token-head quantization of one (token, head) row (spec/triton_sim.md
+// §3): a dynamic scale per row, stored inline after the row's data.
+#pragma once
+
+#include <cstdint>
+
+namespace kvq::triton {
+
+// scale = max(absmax / 127, 1e-6); q = clamp(rne(x * (1 / scale)), -128, 127).
+void quantize_row_int8(const float* x, int64_t n, unsigned char* row);
+// scale = max(absmax / 448, 1e-6); q = e4m3(clamp(x * (1 / scale), ±448)).
+void quantize_row_fp8(const float* x, int64_t n, unsigned char* row);
+
+// INT4, asymmetric (vLLM's later design): scale = max((max - min) / 15, 1e-6),
+// zp = clamp(rne(-min / scale), 0, 15), q = clamp(rne(x / scale + zp), 0, 15);
+// two nibbles per byte, even index in the low nibble. The row is
+// [n/2 bytes of nibbles][fp32 scale][fp32 zero point].
+void quantize_row_int4(const float* x, int64_t n, unsigned char* row);
+int64_t int4_row_bytes(int64_t head_size);
+// RowDecoder for INT4 rows: (q - zp) * scale.
+void decode_row_int4(const unsigned char* row, int64_t n, float unused, float* out);
+
+}  // namespace kvq::triton

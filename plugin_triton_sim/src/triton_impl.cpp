@@ -1,0 +1,221 @@
+#include "triton_impl.hpp"
+
+#include "per_token_head.hpp"
+
+#include "kvq_sdk/dtype.hpp"
+#include "kvq_sdk/error.hpp"
+#include "kvq_sdk/paged_attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace kvq::triton {
+namespace {
+
+// fp8 * scale, then rounded to the query dtype, as vLLM dequantizes fp8
+// per-tensor K/V for a bf16/fp16 query.
+template <int32_t Fp8, int32_t Round>
+void decode_fp8_rounded(const unsigned char* row, int64_t n, float scale, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x =
+        (Fp8 == KVQ_DTYPE_F8_E4M3FN ? sdk::e4m3_to_float(row[i]) : sdk::e5m2_to_float(row[i])) *
+        scale;
+    if constexpr (Round == KVQ_DTYPE_BF16)
+      out[i] = sdk::round_bf16(x);
+    else if constexpr (Round == KVQ_DTYPE_F16)
+      out[i] = sdk::f16_to_float(sdk::float_to_f16(x));
+    else
+      out[i] = x;
+  }
+}
+
+sdk::RowDecoder fp8_decoder(int32_t fp8, int32_t round_to) {
+  const bool e4 = fp8 == KVQ_DTYPE_F8_E4M3FN;
+  switch (round_to) {
+    case KVQ_DTYPE_BF16:
+      return e4 ? decode_fp8_rounded<KVQ_DTYPE_F8_E4M3FN, KVQ_DTYPE_BF16>
+                : decode_fp8_rounded<KVQ_DTYPE_F8_E5M2, KVQ_DTYPE_BF16>;
+    case KVQ_DTYPE_F16:
+      return e4 ? decode_fp8_rounded<KVQ_DTYPE_F8_E4M3FN, KVQ_DTYPE_F16>
+                : decode_fp8_rounded<KVQ_DTYPE_F8_E5M2, KVQ_DTYPE_F16>;
+    default:
+      return e4 ? decode_fp8_rounded<KVQ_DTYPE_F8_E4M3FN, 0>
+                : decode_fp8_rounded<KVQ_DTYPE_F8_E5M2, 0>;
+  }
+}
+
+// Reads (token, head) rows of key or value as floats.
+void read_row(const sdk::TensorView& t, int64_t token, int64_t head, int64_t n, float* out) {
+  const unsigned char* p = t.at({token, head, 0});
+  const int64_t step = t.stride(2) * sdk::dtype_size(t.dtype());
+  for (int64_t i = 0; i < n; ++i) out[i] = sdk::load_float(t.dtype(), p + i * step);
+}
+
+float absmax_of(const sdk::TensorView& t, const std::vector<int64_t>& slots, int64_t heads,
+                int64_t n) {
+  std::vector<float> row(static_cast<size_t>(n));
+  float m = 0.0f;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i] < 0) continue;
+    for (int64_t h = 0; h < heads; ++h) {
+      read_row(t, static_cast<int64_t>(i), h, n, row.data());
+      for (float x : row) m = std::max(m, std::fabs(x));
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+bool calculate_kv_scales(const sdk::LayerConfig& c) {
+  const std::string* v = sdk::find_option(c.options, "calculate_kv_scales");
+  if (v == nullptr || *v == "false" || *v == "0") return false;
+  if (*v == "true" || *v == "1") return true;
+  sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
+            "layer option calculate_kv_scales = '{}': expected true or false", *v);
+}
+
+QuantizedImpl::QuantizedImpl(KvMode mode, int32_t element_dtype)
+    : mode_(mode), element_dtype_(element_dtype) {}
+
+kvq_cache_geometry QuantizedImpl::geometry(const sdk::Layer& layer) const {
+  if (mode_ != KvMode::kInt4PerTokenHead)
+    return sdk::block_kv_slot_head_geometry(layer.config(), element_dtype_,
+                                            mode_ != KvMode::kFp8PerTensor);
+  kvq_cache_geometry g = sdk::block_kv_slot_head_geometry(layer.config(), KVQ_DTYPE_U8, false);
+  g.row_bytes = int4_row_bytes(std::max(layer.config().head_size, layer.config().head_size_v));
+  g.bytes_per_block = 2 * g.block_size * g.num_kv_heads * g.row_bytes;
+  return g;
+}
+
+void QuantizedImpl::attach(sdk::Layer& layer) {
+  if (mode_ == KvMode::kFp8PerTensor) KvScales::declare(layer);
+}
+
+void QuantizedImpl::cache_init(const sdk::Layer& layer, const sdk::CacheView& cache) const {
+  sdk::LayerImpl::cache_init(layer, cache);  // zero; per-token-head scales 1.0
+  if (mode_ != KvMode::kInt4PerTokenHead) return;
+  const kvq_cache_geometry& g = cache.geometry();
+  const float one = 1.0f;
+  for (int64_t b = 0; b < cache.num_blocks(); ++b)
+    for (int kv = 0; kv < 2; ++kv)
+      for (int64_t s = 0; s < g.block_size; ++s)
+        for (int64_t h = 0; h < g.num_kv_heads; ++h)
+          std::memcpy(cache.row(b, kv, s, h) + (((kv == 0 ? g.head_size : g.head_size_v) + 1) / 2),
+                      &one, 4);
+}
+
+void QuantizedImpl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
+  const sdk::LayerConfig& c = layer.config();
+  const int64_t hkv = c.num_kv_heads, d = c.head_size, dv = c.head_size_v, bs = c.block_size;
+  // Refuse NaN/Inf before writing anything: a NaN absmax would poison a row silently.
+  std::vector<float> krow(static_cast<size_t>(d)), vrow(static_cast<size_t>(dv));
+  for (size_t i = 0; i < b.slots.size(); ++i) {
+    if (b.slots[i] < 0) continue;
+    for (int64_t h = 0; h < hkv; ++h) {
+      read_row(b.key, static_cast<int64_t>(i), h, d, krow.data());
+      read_row(b.value, static_cast<int64_t>(i), h, dv, vrow.data());
+      for (const auto* row : {&krow, &vrow})
+        for (float x : *row)
+          if (!std::isfinite(x))
+            sdk::fail(KVQ_ERR_NON_FINITE, "{} of token {} head {} is {}; nothing written",
+                      row == &krow ? "key" : "value", i, h, x);
+    }
+  }
+  if (mode_ == KvMode::kFp8PerTensor) {
+    if (calculate_kv_scales(c) && !scales_.kv_calibrated())
+      scales_.calibrate_kv(layer, absmax_of(b.key, b.slots, hkv, d),
+                           absmax_of(b.value, b.slots, hkv, dv));
+    scales_.resolve(layer, element_dtype_ == KVQ_DTYPE_F8_E5M2);
+  }
+  for (size_t i = 0; i < b.slots.size(); ++i) {
+    const int64_t slot = b.slots[i];
+    if (slot < 0) continue;  // padding token
+    for (int64_t h = 0; h < hkv; ++h) {
+      read_row(b.key, static_cast<int64_t>(i), h, d, krow.data());
+      read_row(b.value, static_cast<int64_t>(i), h, dv, vrow.data());
+      unsigned char* kdst = b.cache.row(slot / bs, 0, slot % bs, h);
+      unsigned char* vdst = b.cache.row(slot / bs, 1, slot % bs, h);
+      switch (mode_) {
+        case KvMode::kInt8PerTokenHead:
+          quantize_row_int8(krow.data(), d, kdst);
+          quantize_row_int8(vrow.data(), dv, vdst);
+          break;
+        case KvMode::kFp8PerTokenHead:
+          quantize_row_fp8(krow.data(), d, kdst);
+          quantize_row_fp8(vrow.data(), dv, vdst);
+          break;
+        case KvMode::kInt4PerTokenHead:
+          quantize_row_int4(krow.data(), d, kdst);
+          quantize_row_int4(vrow.data(), dv, vdst);
+          break;
+        case KvMode::kFp8PerTensor: {
+          const float ks = scales_.k_for(h), vs = scales_.v_for(h);
+          for (int64_t x = 0; x < d; ++x)
+            sdk::store_float(element_dtype_, kdst + x, krow[static_cast<size_t>(x)] / ks);
+          for (int64_t x = 0; x < dv; ++x)
+            sdk::store_float(element_dtype_, vdst + x, vrow[static_cast<size_t>(x)] / vs);
+          break;
+        }
+        case KvMode::kNone: sdk::fail(KVQ_ERR_INTERNAL, "unquantized mode in QuantizedImpl");
+      }
+    }
+  }
+}
+
+std::vector<int32_t> QuantizedImpl::query_dtypes(const sdk::Layer& layer) const {
+  if (mode_ == KvMode::kFp8PerTensor) return {layer.config().model_dtype, KVQ_DTYPE_F8_E4M3FN};
+  return {layer.config().model_dtype};
+}
+
+void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
+  const sdk::LayerConfig& c = layer.config();
+  sdk::AttentionOptions o = sdk::attention_options(c, layer.instance().num_threads());
+  switch (mode_) {
+    case KvMode::kInt8PerTokenHead:
+    case KvMode::kFp8PerTokenHead: {
+      const sdk::RowDecoder dec = sdk::row_decoder(element_dtype_, true);
+      sdk::paged_attention(c, b, sdk::PagedKvSource(b, dec, dec), o);
+      return;
+    }
+    case KvMode::kInt4PerTokenHead:
+      sdk::paged_attention(c, b, sdk::PagedKvSource(b, decode_row_int4, decode_row_int4), o);
+      return;
+    case KvMode::kFp8PerTensor: break;
+    case KvMode::kNone: sdk::fail(KVQ_ERR_INTERNAL, "unquantized mode in QuantizedImpl");
+  }
+  const bool fp8_query = b.query.dtype() == KVQ_DTYPE_F8_E4M3FN;
+  if (!fp8_query && calculate_kv_scales(c) && !scales_.q_calibrated()) {
+    float m = 0.0f;
+    for (int64_t t = 0; t < b.num_tokens; ++t)
+      for (int64_t h = 0; h < c.num_heads; ++h)
+        for (int64_t x = 0; x < c.head_size; ++x)
+          m = std::max(m, std::fabs(sdk::load_float(b.query.dtype(), b.query.at({t, h, x}))));
+    scales_.calibrate_q(layer, m);
+  }
+  scales_.resolve(layer, element_dtype_ == KVQ_DTYPE_F8_E5M2);
+  if (!fp8_query) {
+    // K and V dequantized (fp8 * scale) and rounded to the query dtype.
+    const sdk::RowDecoder dec = fp8_decoder(element_dtype_, c.model_dtype);
+    sdk::paged_attention(c, b, sdk::PagedKvSource(b, dec, dec, scales_.k(), scales_.v()), o);
+    return;
+  }
+  // FP8 query: scores fold softmax_scale * q_scale * k_scale, P is rounded to
+  // e4m3 before P·V on the raw fp8 V, and the output is multiplied by v_scale.
+  const int64_t group = c.num_heads / c.num_kv_heads;
+  o.query_scales = scales_.q();
+  o.quantize_p_e4m3 = true;
+  o.output_scales.resize(static_cast<size_t>(c.num_heads));
+  for (int64_t h = 0; h < c.num_heads; ++h)
+    o.output_scales[static_cast<size_t>(h)] = scales_.v_for(h / group);
+  const sdk::RowDecoder dec = fp8_decoder(element_dtype_, 0);
+  sdk::paged_attention(c, b, sdk::PagedKvSource(b, dec, dec, scales_.k(), {1.0f}), o);
+}
+
+void QuantizedImpl::process_weights(sdk::Layer& layer) {
+  if (mode_ == KvMode::kFp8PerTensor) scales_.resolve(layer, element_dtype_ == KVQ_DTYPE_F8_E5M2);
+}
+
+}  // namespace kvq::triton
