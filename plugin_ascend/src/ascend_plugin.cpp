@@ -1,6 +1,8 @@
 // libkvq_ascend.so: the vLLM Ascend attention backend on the CPU, with the C8
 // (static per-channel INT8) KV cache reached by the C8 scheme's class upgrade,
 // and the FAKQuant / INT8_DYNAMIC attention schemes.
+#include "c8_scheme.hpp"
+
 #include "kvq_sdk/abi_export.hpp"
 #include "kvq_sdk/error.hpp"
 #include "kvq_sdk/unquantized.hpp"
@@ -40,7 +42,7 @@ const PluginDefinition& plugin_definition() {
     b.description = "vLLM Ascend attention backend (all attention states) on the CPU";
     b.modes = unquantized_modes();
     b.modes.push_back({"int8", "C8: static per-channel int8 with offsets (set by the C8 scheme)",
-                       KVQ_DTYPE_I8, false, false, true});
+                       KVQ_DTYPE_I8, true, false, true});
     b.resolve_mode = resolve_mode;
     b.make_impl = [](const LayerConfig& c, const ModeDefinition& m) -> std::unique_ptr<LayerImpl> {
       // PrefillNoCache attends over the batch's float K/V, as vllm-ascend does.
@@ -48,10 +50,11 @@ const PluginDefinition& plugin_definition() {
                                                true);
     };
     d.backends.push_back(std::move(b));
-    d.schemes.add(scheme("C8", "static per-channel INT8 KV cache with offsets (class upgrade)"));
+    d.schemes.add(ascend::c8_scheme());
     d.schemes.add(scheme("FAKQuant", "MLA int8 latent cache with dynamic per-(token, head) query"));
     d.schemes.add(scheme("INT8_DYNAMIC", "sparse-attention lightning indexer, dynamic int8"));
     d.loaders["default"] = default_weight_loader;
+    d.loaders["c8_kv_scale"] = ascend::c8_scale_loader;
     return d;
   }();
   return def;

@@ -116,16 +116,24 @@ void PagedKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
 BatchKvSource::BatchKvSource(const ForwardBatch& batch) : batch_(batch) {
   if (!batch.key.present())
     fail(KVQ_ERR_INVALID_ARGUMENT, "this attention state needs the batch's key and value");
-  for (size_t s = 0; s < batch.seqs.size(); ++s)
-    if (batch.seqs[s].context_len != 0)
+}
+
+void BatchKvSource::require_no_context(const ForwardBatch& batch, bool prefills_only) {
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SequenceSlice& q = batch.seqs[s];
+    if (q.context_len != 0 && !(prefills_only && q.query_len == 1))
       fail(KVQ_ERR_INVALID_ARGUMENT,
            "sequence {} has {} context tokens; attention on the batch's own K/V needs none", s,
-           batch.seqs[s].context_len);
+           q.context_len);
+  }
 }
 
 void BatchKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
                          float* v) const {
-  const int64_t row0 = batch_.seqs[static_cast<size_t>(seq)].query_start + first;
+  const SequenceSlice& q = batch_.seqs[static_cast<size_t>(seq)];
+  if (first < q.context_len)
+    fail(KVQ_ERR_INTERNAL, "key {} of sequence {} is context, not in the batch", first, seq);
+  const int64_t row0 = q.query_start + first - q.context_len;
   const int64_t d = batch_.key.dim(2), dv = batch_.value.dim(2);
   const int32_t dt = batch_.key.dtype();
   const int64_t es = dtype_size(dt);

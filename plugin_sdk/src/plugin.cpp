@@ -208,6 +208,12 @@ void Layer::upgrade(std::unique_ptr<LayerImpl> next, const ModeDefinition& mode)
   impl_->attach(*this);
 }
 
+const ModeDefinition& Layer::backend_mode(std::string_view name) const {
+  for (const auto& m : backend_.modes)
+    if (m.name == name) return m;
+  fail(KVQ_ERR_INTERNAL, "backend {} has no mode {}", backend_.name, name);
+}
+
 std::string Layer::full_name(std::string_view local) const {
   return config_.layer_name.empty() ? std::string(local)
                                     : config_.layer_name + "." + std::string(local);

@@ -53,7 +53,10 @@ void UnquantizedImpl::cache_write(Layer& layer, const WriteBatch& b) {
 }
 
 void UnquantizedImpl::check_forward(const Layer&, const ForwardBatch& b) const {
-  if (batch_kv_ && b.state == KVQ_ATTN_PREFILL_NO_CACHE) BatchKvSource check(b);
+  if (batch_kv_ && b.state == KVQ_ATTN_PREFILL_NO_CACHE) {
+    BatchKvSource check(b);
+    BatchKvSource::require_no_context(b);
+  }
 }
 
 void UnquantizedImpl::forward(Layer& layer, const ForwardBatch& b) {

@@ -14,14 +14,9 @@ void upgrade_to(sdk::Layer& layer, const std::string& mode_name) {
   if (kind_of(layer.mode()) != KvMode::kNone)
     sdk::fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} already has the quantized KV mode {}",
               layer.config().layer_name, layer.mode().name);
-  const sdk::BackendDefinition& backend = layer.instance().definition().backends.front();
-  for (const auto& m : backend.modes)
-    if (m.name == mode_name) {
-      validate_geometry(layer.config(), m);
-      layer.upgrade(std::make_unique<QuantizedImpl>(kind_of(m), m.element_dtype), m);
-      return;
-    }
-  sdk::fail(KVQ_ERR_INTERNAL, "no mode {}", mode_name);
+  const sdk::ModeDefinition& m = layer.backend_mode(mode_name);
+  validate_geometry(layer.config(), m);
+  layer.upgrade(std::make_unique<QuantizedImpl>(kind_of(m), m.element_dtype), m);
 }
 
 }  // namespace

@@ -20,7 +20,33 @@ std::string ascend_plugin_path() {
   return KVQ_ASCEND_PLUGIN;
 }
 
-Plugin::Plugin(const std::string& path, int num_threads) {
+std::vector<LogSink::Entry> LogSink::entries() const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return entries_;
+}
+
+int64_t LogSink::count(int32_t level, const std::string& needle) const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  int64_t n = 0;
+  for (const Entry& e : entries_)
+    if (e.level == level && e.message.find(needle) != std::string::npos) ++n;
+  return n;
+}
+
+void LogSink::clear() {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  entries_.clear();
+}
+
+void LogSink::callback(void* user_data, int32_t level, const char* message) {
+  auto* sink = static_cast<LogSink*>(user_data);
+  const std::lock_guard<std::mutex> lock(sink->mutex_);
+  sink->entries_.push_back({level, message != nullptr ? message : ""});
+}
+
+Plugin::Plugin(const std::string& path, int num_threads) : Plugin(path, num_threads, nullptr) {}
+
+Plugin::Plugin(const std::string& path, int num_threads, LogSink* log, int32_t log_level) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) throw std::runtime_error(std::string("dlopen: ") + dlerror());
   auto entry = reinterpret_cast<kvq_plugin_entry_fn>(dlsym(handle, KVQ_PLUGIN_ENTRY_SYMBOL));
@@ -31,6 +57,11 @@ Plugin::Plugin(const std::string& path, int num_threads) {
   host.abi_major = KVQ_ABI_MAJOR;
   host.abi_minor = KVQ_ABI_MINOR;
   host.num_threads = num_threads;
+  if (log != nullptr) {
+    host.log = &LogSink::callback;
+    host.log_user_data = log;
+    host.log_level = log_level;
+  }
   const CallResult r = take(api_->negotiate(&host, &instance_));
   if (r.code != 0) throw std::runtime_error("negotiate: " + r.message);
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,10 +18,34 @@ struct CallResult {
   std::string message;
 };
 
+// Collects what a plugin reports through the host log callback. Thread-safe:
+// the plugin may log from any thread inside a call.
+class LogSink {
+ public:
+  struct Entry {
+    int32_t level = 0;
+    std::string message;
+  };
+  std::vector<Entry> entries() const;
+  // Entries at `level` (exactly) whose message contains `needle`.
+  int64_t count(int32_t level, const std::string& needle = "") const;
+  void clear();
+  // A kvq_log_fn; user_data is the LogSink.
+  static void callback(void* user_data, int32_t level, const char* message);
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
 // A loaded, negotiated plugin. The library is never dlclosed (ABI rule 12).
 class Plugin {
  public:
   explicit Plugin(const std::string& path, int num_threads = 2);
+  // Negotiates with a host log callback that appends to `log` (which must
+  // outlive the Plugin), asking for messages at `log_level` and above.
+  Plugin(const std::string& path, int num_threads, LogSink* log,
+         int32_t log_level = KVQ_LOG_TRACE);
   ~Plugin();
   Plugin(const Plugin&) = delete;
   Plugin& operator=(const Plugin&) = delete;

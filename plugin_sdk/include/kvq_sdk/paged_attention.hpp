@@ -50,11 +50,15 @@ class PagedKvSource final : public KvSource {
   std::vector<float> k_scales_, v_scales_;
 };
 
-// Keys from the forward call's float key/value (the batch's new tokens); only
-// valid when no sequence has prior context (PrefillNoCache).
+// Keys from the forward call's float key/value (the batch's new tokens):
+// key j of sequence s is row query_start + j - context_len, so only the new
+// tokens exist; callers check require_no_context for the sequences they read.
 class BatchKvSource final : public KvSource {
  public:
-  explicit BatchKvSource(const ForwardBatch& batch);
+  explicit BatchKvSource(const ForwardBatch& batch);  // INVALID_ARGUMENT without key/value
+  // INVALID_ARGUMENT unless every sequence (prefills_only: every sequence with
+  // more than one query token) has no prior context.
+  static void require_no_context(const ForwardBatch& batch, bool prefills_only = false);
   void load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
             float* v) const override;
 

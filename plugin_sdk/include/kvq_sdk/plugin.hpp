@@ -203,7 +203,10 @@ class Layer {
 
   const Instance& instance() const { return instance_; }
   const LayerConfig& config() const { return config_; }
+  const BackendDefinition& backend() const { return backend_; }
   const ModeDefinition& mode() const { return *mode_; }
+  // The backend's mode named `name` (INTERNAL if absent: a plugin bug).
+  const ModeDefinition& backend_mode(std::string_view name) const;
   LayerImpl& impl() const { return *impl_; }
   const SchemeDefinition* scheme() const { return scheme_; }
 
