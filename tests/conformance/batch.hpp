@@ -1,0 +1,94 @@
+// A forward batch in guarded host memory, and a generator of random paged
+// batches (random block assignment, padding slots) shared by the numeric and
+// the error-code cases.
+#pragma once
+
+#include <kvq_abi.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "buffers.hpp"
+#include "plugin_session.hpp"
+
+namespace kvq::conform {
+
+struct ForwardBatch {
+  HostTensor query;  // [T, Hq, D]
+  HostTensor key;    // the batch's new tokens [T, Hkv, D]
+  HostTensor value;  // [T, Hkv, Dv]
+  HostTensor query_start_loc, seq_lens, block_table;
+  HostTensor output;  // [T, Hq, Dv], model dtype
+  std::optional<HostTensor> alibi_slopes, sinks;
+
+  // Arguments pointing into this batch (valid while it lives).
+  kvq_forward_args args(HostTensor& cache, int32_t attention_state);
+  // Names of the buffers (cache included) whose guard bytes were overwritten.
+  std::string damaged_guards(const HostTensor& cache) const;
+};
+
+// The engine's choice when the case names no state: all new -> prefill,
+// all single-token -> decode, else chunked prefill.
+int32_t derive_attention_state(const std::vector<int32_t>& query_start_loc,
+                               const std::vector<int32_t>& seq_lens);
+
+struct SeqShape {
+  int32_t query_len = 0;
+  int32_t seq_len = 0;
+};
+
+struct LayerShape {
+  int32_t model_dtype = KVQ_DTYPE_BF16;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_size = 0;
+  int64_t block_size = 0;
+};
+
+// Deterministic (splitmix64) so every run and every machine sees the same data.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next();
+  double uniform(double lo, double hi);
+  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
+
+ private:
+  uint64_t state_;
+};
+
+// Random K/V for every position of every sequence, spread over randomly
+// chosen blocks, plus the batch that attends over them.
+struct RandomBatch {
+  ForwardBatch batch;
+  int64_t num_blocks = 0;
+  // What a host writes before the step: every context position, interleaved
+  // with padding rows (slot -1, values that would be visible if written).
+  HostTensor context_key, context_value, context_slots;
+  HostTensor new_slots;  // slots of batch.key/value rows
+  // Model-dtype values as float64, for the reference: per sequence
+  // [seq_len][Hkv][D]; the query [T][Hq][D].
+  std::vector<std::vector<double>> keys, values;
+  std::vector<double> query;
+  std::vector<int32_t> query_start_loc, seq_lens;
+};
+
+RandomBatch make_random_batch(const LayerShape& shape, const std::vector<SeqShape>& seqs,
+                              uint64_t seed, int64_t spare_blocks);
+
+// cache_write of (key, value, slots) into `cache`.
+Error write_cache(const kvq_plugin_api* api, kvq_layer* layer, HostTensor& key, HostTensor& value,
+                  HostTensor& slots, HostTensor& cache);
+
+// Allocates a guarded U8 cache [num_blocks, bytes_per_block] as the geometry
+// asks and lets the plugin initialise it.
+HostTensor allocate_cache(const kvq_plugin_api* api, kvq_layer* layer,
+                          const kvq_cache_geometry& geometry, int64_t num_blocks);
+
+// The geometry the spec promises for a layer of this shape and element size.
+std::string check_geometry(const kvq_cache_geometry& g, int64_t num_kv_heads, int64_t head_size,
+                           int64_t block_size);
+
+}  // namespace kvq::conform
