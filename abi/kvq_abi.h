@@ -461,8 +461,20 @@ typedef struct kvq_plugin_api {
                            int32_t tp_rank, int32_t tp_size);
   /* process_weights_after_loading: finalises derived tensors. Idempotent. */
   kvq_error* (*process_weights)(kvq_layer* layer);
+
+  /* Optional. Chooses the scheme of one layer from a checkpoint's quantization
+   * description (the text of e.g. quant_model_description.json), in the order
+   * the plugin's engine uses. `source` names the description in messages (a
+   * file path); layer_prefix is e.g. "model.layers.0.self_attn"; layer_type
+   * e.g. "attention". *quant_type receives a registered scheme's quant_type,
+   * or "" when the layer stays unquantized; it lives as long as the instance.
+   * Malformed text, an unknown quant type or contradictory keys ->
+   * INVALID_ARGUMENT naming the source and the key. Thread-safe. */
+  kvq_error* (*select_scheme)(const kvq_instance* instance, const char* description,
+                              const char* source, const char* layer_prefix,
+                              const char* layer_type, const char** quant_type);
 } kvq_plugin_api;
-#define KVQ_PLUGIN_API_SIZE KVQ_STRUCT_SIZE(kvq_plugin_api, process_weights)
+#define KVQ_PLUGIN_API_SIZE KVQ_STRUCT_SIZE(kvq_plugin_api, select_scheme)
 
 /* The exported entry point. Returns a static table; never NULL; no side
  * effects, so it is safe to call before anything else. */
@@ -487,7 +499,7 @@ KVQ_STATIC_ASSERT(KVQ_CACHE_WRITE_ARGS_SIZE == 48, "kvq_cache_write_args v1.0 si
 KVQ_STATIC_ASSERT(KVQ_FORWARD_ARGS_SIZE == 96, "kvq_forward_args v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_SCHEME_ARGS_SIZE == 40, "kvq_scheme_args v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_PARAM_INFO_SIZE == 104, "kvq_param_info v1.0 size");
-KVQ_STATIC_ASSERT(KVQ_PLUGIN_API_SIZE == 184, "kvq_plugin_api v1.0 size");
+KVQ_STATIC_ASSERT(KVQ_PLUGIN_API_SIZE == 192, "kvq_plugin_api v1.0 size");
 
 #ifdef __cplusplus
 } /* extern "C" */

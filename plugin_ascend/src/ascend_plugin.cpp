@@ -2,6 +2,7 @@
 // (static per-channel INT8) KV cache reached by the C8 scheme's class upgrade,
 // and the FAKQuant / INT8_DYNAMIC attention schemes.
 #include "c8_scheme.hpp"
+#include "quant_description.hpp"
 
 #include "kvq_sdk/abi_export.hpp"
 #include "kvq_sdk/error.hpp"
@@ -55,6 +56,7 @@ const PluginDefinition& plugin_definition() {
     d.schemes.add(scheme("INT8_DYNAMIC", "sparse-attention lightning indexer, dynamic int8"));
     d.loaders["default"] = default_weight_loader;
     d.loaders["c8_kv_scale"] = ascend::c8_scale_loader;
+    d.select_scheme = ascend::select_attention_scheme;
     return d;
   }();
   return def;

@@ -404,12 +404,36 @@ kvq_error* process_weights(kvq_layer* l) {
   });
 }
 
+kvq_error* select_scheme(const kvq_instance* inst, const char* description, const char* source,
+                         const char* layer_prefix, const char* layer_type, const char** out) {
+  return guard([&] {
+    require(out, "quant_type");
+    *out = nullptr;
+    const PluginDefinition& def = require(inst, "instance").instance.definition();
+    require_string(description, "description");
+    require_string(layer_prefix, "layer_prefix");
+    require_string(layer_type, "layer_type");
+    if (!def.select_scheme)
+      fail(KVQ_ERR_UNSUPPORTED, "plugin {} does not read quantization descriptions", def.name);
+    const std::string chosen =
+        def.select_scheme(description, source ? source : "<description>", layer_prefix, layer_type);
+    if (chosen.empty()) {
+      *out = "";
+      return;
+    }
+    const SchemeDefinition* s = def.schemes.find(chosen, layer_type);
+    if (s == nullptr)
+      fail(KVQ_ERR_INTERNAL, "selected scheme ({}, {}) is not registered", chosen, layer_type);
+    *out = s->quant_type.c_str();  // lives in the plugin's definition
+  });
+}
+
 constexpr kvq_plugin_api kApi = {
     KVQ_PLUGIN_API_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR,    negotiate,       error_code,
     error_message,       error_destroy, instance_destroy, probe,           get_info,
     layer_create,        layer_destroy, layer_info,       cache_geometry,  cache_init,
     cache_write,         supports,      forward,          apply_scheme,    scheme_apply,
-    param_info,          param_read,    param_load,       process_weights,
+    param_info,          param_read,    param_load,       process_weights, select_scheme,
 };
 
 }  // namespace

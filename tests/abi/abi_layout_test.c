@@ -83,7 +83,7 @@ _Static_assert(KVQ_CACHE_WRITE_ARGS_SIZE == 48, "KVQ_CACHE_WRITE_ARGS_SIZE");
 _Static_assert(KVQ_FORWARD_ARGS_SIZE == 96, "KVQ_FORWARD_ARGS_SIZE");
 _Static_assert(KVQ_SCHEME_ARGS_SIZE == 40, "KVQ_SCHEME_ARGS_SIZE");
 _Static_assert(KVQ_PARAM_INFO_SIZE == 104, "KVQ_PARAM_INFO_SIZE");
-_Static_assert(KVQ_PLUGIN_API_SIZE == 184, "KVQ_PLUGIN_API_SIZE");
+_Static_assert(KVQ_PLUGIN_API_SIZE == 192, "KVQ_PLUGIN_API_SIZE");
 
 /* ------------------------------------------------ every field of v1.0 */
 
@@ -511,7 +511,7 @@ _Static_assert(offsetof(kvq_param_info, reserved) == 99, "offsetof(kvq_param_inf
 _Static_assert(FIELD_SIZE(kvq_param_info, reserved) == 5, "sizeof(kvq_param_info.reserved)");
 
 /* kvq_plugin_api */
-_Static_assert(sizeof(kvq_plugin_api) == 184, "sizeof(kvq_plugin_api)");
+_Static_assert(sizeof(kvq_plugin_api) == 192, "sizeof(kvq_plugin_api)");
 _Static_assert(_Alignof(kvq_plugin_api) == 8, "alignof(kvq_plugin_api)");
 _Static_assert(offsetof(kvq_plugin_api, struct_size) == 0, "offsetof(kvq_plugin_api, struct_size)");
 _Static_assert(FIELD_SIZE(kvq_plugin_api, struct_size) == 8, "sizeof(kvq_plugin_api.struct_size)");
@@ -580,6 +580,10 @@ _Static_assert(offsetof(kvq_plugin_api, process_weights) == 176,
                "offsetof(kvq_plugin_api, process_weights)");
 _Static_assert(FIELD_SIZE(kvq_plugin_api, process_weights) == 8,
                "sizeof(kvq_plugin_api.process_weights)");
+_Static_assert(offsetof(kvq_plugin_api, select_scheme) == 184,
+               "offsetof(kvq_plugin_api, select_scheme)");
+_Static_assert(FIELD_SIZE(kvq_plugin_api, select_scheme) == 8,
+               "sizeof(kvq_plugin_api.select_scheme)");
 
 /* ---------------------------------------------------------- runtime */
 

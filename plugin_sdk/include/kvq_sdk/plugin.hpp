@@ -141,6 +141,10 @@ struct PluginDefinition {
   std::vector<BackendDefinition> backends;
   SchemeRegistry schemes;
   std::map<std::string, WeightLoader> loaders;  // by Param::loader
+  // Optional: the quant_type chosen for a layer by a checkpoint's quantization
+  // description ("" = none). Arguments: text, source name, layer prefix, layer type.
+  std::function<std::string(std::string_view, std::string_view, std::string_view, std::string_view)>
+      select_scheme;
 };
 
 // Defined by each plugin: its (immutable) definition.

@@ -1,0 +1,57 @@
+// The accuracy report: for sampled steps, attention recomputed in float64
+// (kvq_reference) from the generator's unquantized K/V (in the model dtype,
+// exactly what the plugin was given), compared with the plugin's output.
+// What remains is the error the backend adds: KV quantization, its own
+// arithmetic, and the output's rounding to the model dtype.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kvq_host/activation_generator.hpp"
+#include "kvq_host/step_batch.hpp"
+#include "kvq_host/workload.hpp"
+
+namespace kvq::host {
+
+struct AccuracyStats {
+  int64_t sampled_steps = 0;
+  int64_t sampled_rows = 0;  // (token, all heads) rows compared
+  int64_t elements = 0;
+  double max_abs_error = 0.0;
+  double sum_abs_error = 0.0;
+  double dot = 0.0;  // sum actual * expected
+  double actual_squares = 0.0;
+  double expected_squares = 0.0;
+  double min_row_cosine = 1.0;  // the worst single (token, head) output vector
+  int64_t non_finite = 0;
+
+  double mean_abs_error() const {
+    return elements ? sum_abs_error / static_cast<double>(elements) : 0.0;
+  }
+  // Cosine similarity of all sampled outputs taken as one vector.
+  double cosine() const;
+};
+
+class AccuracyChecker {
+ public:
+  // Per sampled step, at most this many sequences and the last this many
+  // query rows of each, so a check costs O(rows x context), not O(step^2).
+  static constexpr int64_t kMaxSequencesPerStep = 16;
+  static constexpr int64_t kMaxRowsPerSequence = 8;
+
+  AccuracyChecker(const ActivationGenerator& generator, const std::vector<RequestSpec>& requests);
+
+  // Compares `batch`'s output (after forward of `layer`) with the reference.
+  // `request_ids` gives the request of each sequence of the batch.
+  void check(const StepBatch& batch, const std::vector<int64_t>& request_ids, int64_t layer);
+
+  const AccuracyStats& stats() const { return stats_; }
+
+ private:
+  const ActivationGenerator* generator_;
+  const std::vector<RequestSpec>* requests_;
+  AccuracyStats stats_;
+};
+
+}  // namespace kvq::host

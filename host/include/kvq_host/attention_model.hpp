@@ -1,0 +1,58 @@
+// The model as the engine sees it: one plugin layer per attention layer and
+// the host-owned paged KV cache behind them. Building it is steps 2-3 of
+// spec/host.md (create layers, size and allocate the cache, cache_init);
+// running a layer is cache_write then forward.
+#pragma once
+
+#include <kvq_abi.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kvq_host/deployment.hpp"
+#include "kvq_host/kv_cache_buffer.hpp"
+#include "kvq_host/plugin.hpp"
+#include "kvq_host/step_batch.hpp"
+
+namespace kvq::host {
+
+struct KvCacheSizing {
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;
+  int64_t bytes_per_block_all_layers = 0;  // one block id in every layer
+  int64_t total_bytes = 0;
+  std::vector<kvq_cache_geometry> geometries;  // per layer
+
+  int64_t tokens_fit() const { return num_blocks * block_size; }
+  double bytes_per_token() const {
+    return static_cast<double>(bytes_per_block_all_layers) / static_cast<double>(block_size);
+  }
+};
+
+class AttentionModel {
+ public:
+  // Creates the layers (backend and KV mode from the deployment) and the KV
+  // cache. Plugin refusals are rethrown naming the deployment line of the
+  // value at fault (backend, kv_cache.dtype).
+  AttentionModel(const Plugin& plugin, const Deployment& deployment, const ModelShape& shape);
+
+  // The layer's cache_write then forward over `batch` (which holds the
+  // layer's Q/K/V). Throws PluginError on a refusal.
+  void run_layer(int64_t layer, StepBatch& batch);
+
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+  const KvCacheSizing& sizing() const { return sizing_; }
+  const Layer& layer(int64_t index) const { return layers_[static_cast<size_t>(index)]; }
+
+ private:
+  // Declared before the layers, so the layers are destroyed while the cache
+  // memory they were given is still there.
+  std::vector<KvCacheBuffer> caches_;
+  std::vector<Layer> layers_;
+  KvCacheSizing sizing_;
+};
+
+// "model.layers.{i}.self_attn.attn", vLLM's attention layer name.
+std::string attention_layer_name(int64_t index);
+
+}  // namespace kvq::host

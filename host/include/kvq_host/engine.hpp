@@ -1,0 +1,25 @@
+// `kvq run`: the serving loop (spec/host.md "What the engine does").
+// Loads and negotiates the plugin, builds the layers and the paged KV cache,
+// then serves the workload with continuous batching, calling every layer's
+// cache_write and forward each step, and measures latency, throughput and
+// accuracy.
+#pragma once
+
+#include <cstdint>
+
+#include "kvq_host/deployment.hpp"
+#include "kvq_host/report.hpp"
+
+namespace kvq::host {
+
+struct RunOptions {
+  // Check accuracy on every N-th step (layer 0); 0 = never.
+  int64_t accuracy_every = 8;
+};
+
+// Throws Error / DeploymentError / PluginError when the run cannot start (bad
+// plugin, refused layer, ...). A plugin error during a step fails that
+// step's requests (counted in the report) and the run goes on.
+BenchmarkReport run_benchmark(const Deployment& deployment, const RunOptions& options = {});
+
+}  // namespace kvq::host

@@ -1,0 +1,32 @@
+// Opening a plugin shared library: dlopen, resolve the entry symbol, and
+// check the api table before anything in it is called (ABI rule 12).
+#pragma once
+
+#include <kvq_abi.h>
+
+#include <filesystem>
+#include <string>
+
+namespace kvq::host {
+
+// The major version this host speaks.
+inline constexpr uint32_t kHostAbiMajor = KVQ_ABI_MAJOR;
+// The highest minor this host knows (offered at negotiation).
+inline constexpr uint32_t kHostAbiMinor = KVQ_ABI_MINOR;
+
+// An opened plugin library. The dlopen handle is intentionally never closed
+// (see plugin_library.cpp), so copying this struct is harmless.
+struct PluginLibrary {
+  std::filesystem::path path;
+  const kvq_plugin_api* api = nullptr;  // static table inside the library
+};
+
+// Opens `path` and returns its api table after checking that the file is a
+// kvq plugin of ABI major 1 with the functions every host needs (negotiate,
+// error accessors, instance_destroy, get_info). Throws Error naming the path
+// for: a missing file, a directory, a dlopen failure (with dlerror), a
+// missing entry symbol, an entry returning NULL, a truncated table, another
+// ABI major.
+PluginLibrary open_plugin_library(const std::filesystem::path& path);
+
+}  // namespace kvq::host

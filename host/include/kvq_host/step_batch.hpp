@@ -1,0 +1,64 @@
+// The host tensors of one step: the batch description (shared by all layers)
+// and the per-layer Q/K/V/output buffers in the model dtype.
+#pragma once
+
+#include <kvq_abi.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kvq_host/activation_generator.hpp"
+#include "kvq_host/host_tensor.hpp"
+#include "kvq_host/scheduler.hpp"
+#include "kvq_host/workload.hpp"
+
+namespace kvq::host {
+
+struct ModelShape {
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_size = 0;
+  int64_t head_size_v = 0;  // = head_size for now
+  int32_t dtype = 0;        // KVQ_DTYPE_* of activations
+};
+
+// Which text and position a query row of the step holds.
+struct TokenRef {
+  uint64_t content = 0;
+  int64_t position = 0;
+};
+
+class StepBatch {
+ public:
+  explicit StepBatch(const ModelShape& shape);
+
+  // Lays out the plan: slot mapping, query_start_loc, seq_lens, block table.
+  // `requests` is indexed by request id.
+  void prepare(const StepPlan& plan, const std::vector<RequestSpec>& requests, int64_t block_size);
+  // Generates the step's Q, K and V of `layer` in the model dtype.
+  void generate(const ActivationGenerator& generator, int64_t layer);
+
+  kvq_cache_write_args cache_write_args(const kvq_tensor& kv_cache) const;
+  kvq_forward_args forward_args(const kvq_tensor& kv_cache) const;
+
+  const ModelShape& shape() const { return shape_; }
+  const std::vector<TokenRef>& tokens() const { return tokens_; }
+  const std::vector<int32_t>& query_start_loc() const { return query_start_loc_host_; }
+  const std::vector<int32_t>& seq_lens() const { return seq_lens_host_; }
+  const HostTensor& query() const { return query_; }
+  const HostTensor& output() const { return output_; }
+  int32_t attention_state() const { return attention_state_; }
+
+ private:
+  ModelShape shape_;
+  int32_t attention_state_ = 0;
+  std::vector<TokenRef> tokens_;
+  std::vector<int32_t> query_start_loc_host_;
+  std::vector<int32_t> seq_lens_host_;
+  std::vector<float> scratch_;
+  HostTensor query_, key_, value_, output_;
+  HostTensor slot_mapping_, query_start_loc_, seq_lens_, block_table_;
+};
+
+}  // namespace kvq::host

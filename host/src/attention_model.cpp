@@ -1,0 +1,137 @@
+#include "kvq_host/attention_model.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kvq_host/dtype.hpp"
+#include "kvq_host/edit_distance.hpp"
+#include "kvq_host/errors.hpp"
+
+namespace kvq::host {
+namespace {
+
+// Explains a layer_create refusal in terms of the deployment file.
+[[noreturn]] void explain_layer_refusal(const PluginError& error, const Plugin& plugin,
+                                        const Deployment& deployment) {
+  const BackendInfo* backend = plugin.info().find_backend(deployment.backend);
+  if (backend == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& b : plugin.info().backends) names.push_back(b.name);
+    std::string message = fmt::format(
+        "backend '{}' is not offered by plugin '{}' (it offers: {})", deployment.backend,
+        plugin.info().name,
+        names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", ")));
+    if (auto suggestion = nearest_candidate(deployment.backend, names)) {
+      message += fmt::format("; did you mean '{}'?", *suggestion);
+    }
+    throw DeploymentError(deployment.locations.backend, message + "\n  " + error.what());
+  }
+  std::vector<std::string> modes;
+  bool mode_listed = false;
+  for (const auto& m : backend->kv_modes) {
+    if (m.supported) modes.push_back(m.name);
+    if (m.name == deployment.kv_cache.dtype) mode_listed = true;
+  }
+  if (!mode_listed || error.code() == KVQ_ERR_UNSUPPORTED) {
+    throw DeploymentError(
+        deployment.locations.kv_cache_dtype,
+        fmt::format("backend '{}' refused kv_cache.dtype '{}' (supported modes: {})\n  {}",
+                    deployment.backend, deployment.kv_cache.dtype, fmt::join(modes, ", "),
+                    error.what()));
+  }
+  // The mode is fine, so the plugin objects to the layer's geometry.
+  const ModelSection& model = *deployment.model;
+  throw DeploymentError(
+      deployment.locations.backend,
+      fmt::format("backend '{}' refused the layer shape (num_heads {}, num_kv_heads {}, head_size "
+                  "{}, dtype {}, kv_cache.block_size {})\n  {}",
+                  deployment.backend, model.num_heads, model.num_kv_heads, model.head_size,
+                  model_dtype_name(model.dtype), deployment.kv_cache.block_size, error.what()));
+}
+
+kvq_layer_config layer_config(const Deployment& deployment, const ModelShape& shape, int64_t index,
+                              const std::string& name) {
+  kvq_layer_config config{};
+  config.struct_size = KVQ_LAYER_CONFIG_SIZE;
+  config.backend = deployment.backend.c_str();
+  config.layer_name = name.c_str();
+  config.kv_cache_dtype = deployment.kv_cache.dtype.c_str();
+  config.model_dtype = shape.dtype;
+  config.layer_index = static_cast<int32_t>(index);
+  config.num_heads = shape.num_heads;
+  config.num_kv_heads = shape.num_kv_heads;
+  config.head_size = shape.head_size;
+  config.head_size_v = shape.head_size_v;
+  config.block_size = deployment.kv_cache.block_size;
+  config.softmax_scale = 0.0;  // 1/sqrt(head_size)
+  config.tp_rank = 0;
+  config.tp_size = 1;
+  return config;
+}
+
+}  // namespace
+
+std::string attention_layer_name(int64_t index) {
+  return fmt::format("model.layers.{}.self_attn.attn", index);
+}
+
+AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deployment,
+                               const ModelShape& shape) {
+  for (int64_t i = 0; i < shape.num_layers; ++i) {
+    const std::string name = attention_layer_name(i);
+    try {
+      layers_.push_back(plugin.create_layer(layer_config(deployment, shape, i, name)));
+    } catch (const PluginError& error) {
+      explain_layer_refusal(error, plugin, deployment);
+    }
+  }
+
+  sizing_.block_size = deployment.kv_cache.block_size;
+  for (const auto& layer : layers_) {
+    const kvq_cache_geometry geometry = layer.cache_geometry();
+    if (geometry.block_size != deployment.kv_cache.block_size || geometry.bytes_per_block < 1) {
+      throw Error(
+          fmt::format("plugin '{}': cache_geometry of {} reports block_size {} and {} "
+                      "bytes per block for a layer created with block_size {}",
+                      plugin.info().name, layer.name(), geometry.block_size,
+                      geometry.bytes_per_block, deployment.kv_cache.block_size));
+    }
+    sizing_.geometries.push_back(geometry);
+    sizing_.bytes_per_block_all_layers += geometry.bytes_per_block;
+  }
+
+  if (deployment.kv_cache.num_blocks) {
+    sizing_.num_blocks = *deployment.kv_cache.num_blocks;
+  } else {
+    const double budget = *deployment.kv_cache.memory_gib * 1024.0 * 1024.0 * 1024.0;
+    sizing_.num_blocks = blocks_for_memory(budget, sizing_.bytes_per_block_all_layers);
+    if (sizing_.num_blocks < 1) {
+      throw DeploymentError(
+          deployment.locations.kv_cache_size,
+          fmt::format("kv_cache.memory_gib {} GiB holds no block: one block of all {} layers "
+                      "takes {} bytes",
+                      *deployment.kv_cache.memory_gib, shape.num_layers,
+                      sizing_.bytes_per_block_all_layers));
+    }
+  }
+  sizing_.total_bytes = sizing_.num_blocks * sizing_.bytes_per_block_all_layers;
+
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    caches_.emplace_back(sizing_.num_blocks, sizing_.geometries[i]);
+    layers_[i].cache_init(caches_.back().tensor());
+  }
+  spdlog::info("KV cache: {} blocks x {} tokens, {:.1f} bytes per token over {} layers, {:.3f} GiB",
+               sizing_.num_blocks, sizing_.block_size, sizing_.bytes_per_token(), layers_.size(),
+               static_cast<double>(sizing_.total_bytes) / (1024.0 * 1024.0 * 1024.0));
+}
+
+void AttentionModel::run_layer(int64_t index, StepBatch& batch) {
+  Layer& layer = layers_[static_cast<size_t>(index)];
+  const kvq_tensor& cache = caches_[static_cast<size_t>(index)].tensor();
+  layer.cache_write(batch.cache_write_args(cache));
+  layer.forward(batch.forward_args(cache));
+}
+
+}  // namespace kvq::host

@@ -1,0 +1,163 @@
+#include "kvq_host/cli.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "kvq_host/deployment.hpp"
+#include "kvq_host/engine.hpp"
+#include "kvq_host/errors.hpp"
+#include "kvq_host/executable_dir.hpp"
+#include "kvq_host/inspect.hpp"
+#include "kvq_host/plugin.hpp"
+
+namespace kvq::host {
+namespace {
+
+constexpr const char* kUsage = R"(usage: kvq COMMAND [ARGS]
+
+commands:
+  run [DEPLOY.yaml] [--json FILE] [--accuracy-every N]
+        Serve the deployment's workload through its plugin and print a
+        benchmark report (vLLM's serving-benchmark layout) with KV-cache and
+        accuracy figures. Without a file, the embedded default deployment
+        (deploy/default.yaml) runs. --json writes everything as JSON;
+        --accuracy-every N checks every N-th step against float64 (0 = off).
+  inspect PLUGIN.so
+        Load and negotiate a plugin; print its version, CPU level, backends,
+        KV modes and quantization schemes.
+  conform PLUGIN.so...
+        Run the conformance suite (the kvq-conform binary next to kvq).
+
+options (any command):
+  --log-level trace|debug|info|warn|error|off   (default: info; logs go to stderr)
+  -h, --help
+
+exit codes: 0 ok, 1 error, 2 usage, 3 run finished but requests failed
+)";
+
+struct UsageError : Error {
+  using Error::Error;
+};
+
+std::string take_value(const std::vector<std::string>& args, size_t& i) {
+  if (i + 1 >= args.size()) throw UsageError(fmt::format("{} needs a value", args[i]));
+  return args[++i];
+}
+
+int command_run(const std::vector<std::string>& args, std::ostream& out) {
+  std::optional<std::string> deployment_file;
+  std::optional<std::string> json_file;
+  RunOptions options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--json") {
+      json_file = take_value(args, i);
+    } else if (args[i] == "--accuracy-every") {
+      const std::string value = take_value(args, i);
+      try {
+        size_t used = 0;
+        options.accuracy_every = std::stoll(value, &used);
+        if (used != value.size() || options.accuracy_every < 0) throw std::invalid_argument(value);
+      } catch (const std::exception&) {
+        throw UsageError(fmt::format("--accuracy-every needs a count >= 0, got '{}'", value));
+      }
+    } else if (args[i].starts_with("-")) {
+      throw UsageError(fmt::format("run: unknown option '{}'", args[i]));
+    } else if (!deployment_file) {
+      deployment_file = args[i];
+    } else {
+      throw UsageError("run takes one deployment file");
+    }
+  }
+
+  const DeploymentParseOptions parse_options{executable_dir(), true};
+  const Deployment deployment = deployment_file
+                                    ? load_deployment_file(*deployment_file, parse_options)
+                                    : load_default_deployment(parse_options);
+  spdlog::info("deployment: {}", deployment.source);
+  const BenchmarkReport report = run_benchmark(deployment, options);
+  print_report(report, out);
+  out.flush();
+  if (json_file) {
+    write_report_json(report, *json_file);
+    spdlog::info("wrote {}", *json_file);
+  }
+  return report.failed > 0 ? kExitFailedRequests : kExitOk;
+}
+
+int command_inspect(const std::vector<std::string>& args, std::ostream& out) {
+  if (args.size() != 1 || args[0].starts_with("-")) {
+    throw UsageError("inspect takes one plugin path");
+  }
+  const Plugin plugin = Plugin::load(args[0]);
+  print_inspection(plugin, out);
+  return kExitOk;
+}
+
+int command_conform(const std::vector<std::string>& args) {
+  const std::filesystem::path dir = executable_dir();
+  const std::filesystem::path suite = dir / "kvq-conform";
+  if (dir.empty() || access(suite.c_str(), X_OK) != 0) {
+    throw Error(fmt::format(
+        "kvq conform runs the kvq-conform binary next to kvq, but there is none at {} (build the "
+        "kvq-conform target, or install kvq)",
+        suite.string()));
+  }
+  std::vector<std::string> owned{suite.string()};
+  owned.insert(owned.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : owned) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  spdlog::default_logger()->flush();
+  std::fflush(nullptr);
+  execv(suite.c_str(), argv.data());
+  throw Error(fmt::format("cannot run {}: {}", suite.string(), std::strerror(errno)));
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
+  try {
+    // `conform` forwards everything after it verbatim, options included.
+    std::vector<std::string> args;
+    std::optional<std::string> command;
+    for (size_t i = 0; i < all_args.size(); ++i) {
+      const std::string& a = all_args[i];
+      if (command == "conform") {
+        args.push_back(a);
+      } else if (a == "-h" || a == "--help" || a == "help") {
+        fmt::print(out, "{}", kUsage);
+        return kExitOk;
+      } else if (a == "--log-level") {
+        const std::string level = take_value(all_args, i);
+        const auto parsed = spdlog::level::from_str(level);
+        if (parsed == spdlog::level::off && level != "off") {
+          throw UsageError(fmt::format("unknown log level '{}'", level));
+        }
+        spdlog::set_level(parsed);
+      } else if (!command) {
+        command = a;
+      } else {
+        args.push_back(a);
+      }
+    }
+    if (!command) throw UsageError("no command given");
+    if (*command == "run") return command_run(args, out);
+    if (*command == "inspect") return command_inspect(args, out);
+    if (*command == "conform") return command_conform(args);
+    throw UsageError(fmt::format("unknown command '{}'", *command));
+  } catch (const UsageError& e) {
+    fmt::print(err, "kvq: {}\n\n{}", e.what(), kUsage);
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    fmt::print(err, "kvq: error: {}\n", e.what());
+    return kExitError;
+  }
+}
+
+}  // namespace kvq::host

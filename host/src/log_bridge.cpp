@@ -1,0 +1,43 @@
+#include "kvq_host/log_bridge.hpp"
+
+#include <kvq_abi.h>
+#include <spdlog/spdlog.h>
+
+namespace kvq::host {
+
+spdlog::level::level_enum spdlog_level_for(int32_t kvq_level) noexcept {
+  switch (kvq_level) {
+    case KVQ_LOG_TRACE: return spdlog::level::trace;
+    case KVQ_LOG_DEBUG: return spdlog::level::debug;
+    case KVQ_LOG_INFO: return spdlog::level::info;
+    case KVQ_LOG_WARN: return spdlog::level::warn;
+    case KVQ_LOG_ERROR: return spdlog::level::err;
+    default: return spdlog::level::warn;
+  }
+}
+
+int32_t kvq_log_level_for(spdlog::level::level_enum level) noexcept {
+  switch (level) {
+    case spdlog::level::trace: return KVQ_LOG_TRACE;
+    case spdlog::level::debug: return KVQ_LOG_DEBUG;
+    case spdlog::level::info: return KVQ_LOG_INFO;
+    case spdlog::level::warn: return KVQ_LOG_WARN;
+    default: return KVQ_LOG_ERROR;  // err, critical, off: errors are still worth sending
+  }
+}
+
+void plugin_log_callback(void* user_data, int32_t level, const char* message) noexcept {
+  try {
+    const auto* context = static_cast<const PluginLogContext*>(user_data);
+    const char* name = context != nullptr ? context->plugin_name.c_str() : "plugin";
+    if (level < KVQ_LOG_TRACE || level > KVQ_LOG_ERROR) {
+      spdlog::warn("[{}] (unknown log level {}) {}", name, level, message ? message : "");
+      return;
+    }
+    spdlog::log(spdlog_level_for(level), "[{}] {}", name, message ? message : "");
+  } catch (...) {
+    // Logging must never unwind into plugin code; a lost log line is the lesser evil.
+  }
+}
+
+}  // namespace kvq::host

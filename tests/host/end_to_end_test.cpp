@@ -1,0 +1,243 @@
+// `kvq run` / `kvq inspect` end to end: the serving loop against the real
+// plugins (skipped when this build has none), and the engine's refusals
+// against the stub plugin.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <kvq_abi.h>
+
+#include <nlohmann/json.hpp>
+
+#include "kvq_host/deployment.hpp"
+#include "kvq_host/engine.hpp"
+#include "kvq_host/workload.hpp"
+#include "test_support.hpp"
+
+namespace kvq::host {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using testing::ScratchDir;
+
+struct SmallRun {
+  std::string plugin;
+  std::string backend = "triton";
+  std::string model_dtype = "bf16";
+  std::string kv_dtype = "bfloat16";
+  int block_size = 16;
+  std::string scheduler = "{max_num_seqs: 8, max_num_batched_tokens: 256, chunked_prefill: true}";
+  std::string workload = "{num_prompts: 6, input_len: 100, output_len: 12, seed: 3}";
+  std::string extra;
+
+  std::string yaml() const {
+    return "plugin: {path: '" + plugin + "', abi_major: 1, min_minor: 0}\n" +
+           "backend: " + backend + "\n" +
+           "model: {num_layers: 2, num_heads: 4, num_kv_heads: 2, head_size: 64, dtype: " +
+           model_dtype + "}\n" + "kv_cache: {dtype: " + kv_dtype +
+           ", block_size: " + std::to_string(block_size) + ", num_blocks: 128}\n" +
+           "scheduler: " + scheduler + "\n" + "workload: " + workload + "\n" + "threads: 2\n" +
+           extra;
+  }
+};
+
+Deployment parse(const ScratchDir& dir, const SmallRun& run) {
+  return load_deployment_file(dir.write("deploy.yaml", run.yaml()), DeploymentParseOptions{});
+}
+
+#define REQUIRE_PLUGIN(path) \
+  if (std::string(path).empty()) GTEST_SKIP() << "this build has no such plugin"
+
+TEST(EndToEndTest, KvqRunCompletesAllRequestsAccurately) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  SmallRun run;
+  run.plugin = testing::triton_plugin();
+  const auto yaml = dir.write("deploy.yaml", run.yaml());
+  const auto json_file = dir.path() / "result.json";
+  const auto result =
+      testing::run_process({KVQ_TEST_KVQ_EXE, "run", yaml.string(), "--json", json_file.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, AllOf(HasSubstr("============ Serving Benchmark Result ============"),
+                                HasSubstr("Successful requests:                     6"),
+                                HasSubstr("Mean TTFT (ms):"), HasSubstr("Cosine similarity:")));
+  const auto json = nlohmann::json::parse(testing::read_text(json_file));
+  EXPECT_EQ(json["completed"], 6);
+  EXPECT_EQ(json["failed"], 0);
+  EXPECT_EQ(json["total_output_tokens"], 6 * 12);
+  EXPECT_GT(json["accuracy"]["sampled_steps"].get<int>(), 0);
+  EXPECT_GT(json["accuracy"]["cosine"].get<double>(), 0.999);
+  EXPECT_EQ(json["accuracy"]["non_finite"], 0);
+  EXPECT_GT(json["kv_cache"]["bytes_per_token"].get<double>(), 0.0);
+}
+
+TEST(EndToEndTest, DefaultDeploymentRunsWithoutAFile) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  const auto json_file = dir.path() / "default.json";
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "run", "--json", json_file.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto json = nlohmann::json::parse(testing::read_text(json_file));
+  EXPECT_EQ(json["completed"], 8);
+  EXPECT_EQ(json["deployment"], std::string(kEmbeddedDeploymentName));
+  EXPECT_GT(json["accuracy"]["cosine"].get<double>(), 0.999);
+}
+
+TEST(EndToEndTest, EveryAttentionStateAndModelDtypeRunsAccurately) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  for (const auto& [model_dtype, kv_dtype] : std::vector<std::pair<std::string, std::string>>{
+           {"bf16", "bfloat16"}, {"fp16", "float16"}, {"fp32", "float32"}, {"bf16", "auto"}}) {
+    SCOPED_TRACE(model_dtype + " / " + kv_dtype);
+    const ScratchDir dir;
+    SmallRun run;
+    run.plugin = testing::triton_plugin();
+    run.model_dtype = model_dtype;
+    run.kv_dtype = kv_dtype;
+    // A small budget forces chunked prefill mixed with decodes.
+    run.scheduler = "{max_num_seqs: 4, max_num_batched_tokens: 64, chunked_prefill: true}";
+    run.workload =
+        "{num_prompts: 5, input_len: 90, output_len: 10, seed: 11, shared_prefix_len: 32}";
+    const BenchmarkReport report = run_benchmark(parse(dir, run), RunOptions{1});
+    EXPECT_EQ(report.completed, 5);
+    EXPECT_EQ(report.failed, 0);
+    EXPECT_GT(report.steps_by_attention_state.count("CHUNKED_PREFILL"), 0u);
+    EXPECT_GT(report.steps_by_attention_state.count("DECODE_ONLY"), 0u);
+    EXPECT_GT(report.accuracy.cosine(), 0.999);
+    EXPECT_GT(report.accuracy.min_row_cosine, 0.99);
+    EXPECT_EQ(report.accuracy.non_finite, 0);
+    EXPECT_LE(report.peak_blocks_used, report.kv_num_blocks);
+  }
+}
+
+TEST(EndToEndTest, RequestRateSpreadsArrivals) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  SmallRun run;
+  run.plugin = testing::triton_plugin();
+  run.workload = "{num_prompts: 4, input_len: 32, output_len: 4, request_rate: 100, seed: 1}";
+  const Deployment deployment = parse(dir, run);
+  const double last_arrival = make_workload(deployment.workload).back().arrival_s;
+  ASSERT_GT(last_arrival, 0.0);
+  const BenchmarkReport report = run_benchmark(deployment, RunOptions{0});
+  EXPECT_EQ(report.completed, 4);
+  EXPECT_GE(report.duration_s, last_arrival);
+  EXPECT_GT(report.steps_by_attention_state.count("PREFILL_NO_CACHE"), 0u);
+}
+
+TEST(EndToEndTest, AscendBackendRunsAccurately) {
+  REQUIRE_PLUGIN(testing::ascend_plugin());
+  const ScratchDir dir;
+  SmallRun run;
+  run.plugin = testing::ascend_plugin();
+  run.backend = "ascend";
+  run.block_size = 32;
+  run.scheduler = "{max_num_seqs: 4, max_num_batched_tokens: 64, chunked_prefill: true}";
+  const BenchmarkReport report = run_benchmark(parse(dir, run), RunOptions{1});
+  EXPECT_EQ(report.completed, 6);
+  EXPECT_EQ(report.failed, 0);
+  EXPECT_GT(report.accuracy.cosine(), 0.999);
+}
+
+TEST(EndToEndTest, KvqInspectPrintsTheBackends) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "inspect", testing::triton_plugin()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, AllOf(HasSubstr("triton"), HasSubstr("bfloat16"), HasSubstr("ABI"),
+                                HasSubstr("backends ("), HasSubstr("schemes (")));
+}
+
+TEST(EndToEndTest, UnknownBackendIsExplainedAtItsLine) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  SmallRun run;
+  run.plugin = testing::triton_plugin();
+  run.backend = "tritn";
+  const auto result =
+      testing::run_process({KVQ_TEST_KVQ_EXE, "run", dir.write("d.yaml", run.yaml()).string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.err, AllOf(HasSubstr("d.yaml: line 2, column 10"),
+                                HasSubstr("backend 'tritn' is not offered"),
+                                HasSubstr("did you mean 'triton'?"), HasSubstr("NOT_FOUND")));
+}
+
+TEST(EndToEndTest, RefusedLayerShowsThePluginErrorAtTheKvDtypeLine) {
+  const ScratchDir dir;
+  SmallRun run;
+  run.plugin = KVQ_TEST_STUB_PLUGIN;
+  run.backend = "stub";
+  run.kv_dtype = "refuse";
+  try {
+    run_benchmark(parse(dir, run));
+    FAIL() << "the stub refuses this mode";
+  } catch (const DeploymentError& e) {
+    EXPECT_EQ(e.location().line, 4);
+    EXPECT_THAT(
+        std::string(e.what()),
+        AllOf(HasSubstr("UNSUPPORTED: the stub refuses kv_cache_dtype 'refuse'"),
+              HasSubstr("kv_cache.dtype 'refuse'"), HasSubstr("supported modes: bfloat16")));
+  }
+}
+
+// The stub fails each layer's second forward: with one request at a time,
+// that fails the first request only, and the run goes on.
+TEST(EndToEndTest, AFailedStepFailsItsRequestsAndTheRunContinues) {
+  const ScratchDir dir;
+  const auto yaml = dir.write(
+      "stub.yaml", std::string("plugin: {path: '") + KVQ_TEST_STUB_PLUGIN +
+                       "'}\nbackend: stub\n"
+                       "model: {num_layers: 1, num_heads: 2, num_kv_heads: 1, head_size: 8, "
+                       "dtype: bf16}\n"
+                       "kv_cache: {dtype: bfloat16, block_size: 16, num_blocks: 16}\n"
+                       "workload: {num_prompts: 3, input_len: 20, output_len: 4, "
+                       "max_concurrency: 1}\n");
+  const BenchmarkReport report =
+      run_benchmark(load_deployment_file(yaml, DeploymentParseOptions{}), RunOptions{0});
+  EXPECT_EQ(report.completed, 2);
+  EXPECT_EQ(report.failed, 1);
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_THAT(report.errors.begin()->first,
+              HasSubstr("OUT_OF_RANGE: the stub fails the second forward of every layer"));
+  EXPECT_FALSE(report.requests[0].success);
+  EXPECT_TRUE(report.requests[1].success);
+  EXPECT_TRUE(report.layer_impl.empty());  // the stub has no layer_info
+
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "run", yaml.string()});
+  EXPECT_EQ(result.exit_code, 3) << result.err;
+  EXPECT_THAT(result.out, AllOf(HasSubstr("Failed requests:                         1"),
+                                HasSubstr("OUT_OF_RANGE")));
+}
+
+TEST(EndToEndTest, ConformNeedsTheSuiteNextToKvq) {
+  const auto suite = std::filesystem::path(KVQ_TEST_KVQ_EXE).parent_path() / "kvq-conform";
+  if (std::filesystem::exists(suite))
+    GTEST_SKIP() << "kvq-conform is built; not testing its absence";
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "conform", KVQ_TEST_STUB_PLUGIN});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.err, AllOf(HasSubstr("kvq-conform"), HasSubstr(suite.string())));
+}
+
+TEST(EndToEndTest, CheckpointIsNotBuiltYet) {
+  const ScratchDir dir;
+  const auto file =
+      dir.write("deploy.yaml", std::string("plugin: {path: '") + KVQ_TEST_STUB_PLUGIN +
+                                   "'}\nbackend: stub\ncheckpoint: ckpt\n"
+                                   "kv_cache: {dtype: bfloat16, block_size: 16, num_blocks: 8}\n");
+  try {
+    run_benchmark(load_deployment_file(file, DeploymentParseOptions{}));
+    FAIL() << "checkpoint loading is not built";
+  } catch (const DeploymentError& e) {
+    EXPECT_THAT(std::string(e.what()),
+                AllOf(HasSubstr("line 3"), HasSubstr("checkpoint loading is not built yet")));
+  }
+}
+
+TEST(EndToEndTest, KvqUsageErrors) {
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "frobnicate"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, AllOf(HasSubstr("unknown command 'frobnicate'"), HasSubstr("usage:")));
+  const auto help = testing::run_process({KVQ_TEST_KVQ_EXE, "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("run [DEPLOY.yaml]"));
+}
+
+}  // namespace
+}  // namespace kvq::host
