@@ -42,10 +42,8 @@ std::vector<float> local_channels(const sdk::Layer& layer, const sdk::Param& p) 
 }
 
 C8Channels channels(const sdk::Layer& layer, const char* scale_name, const char* offset_name) {
-  const std::vector<float> scale =
-      local_channels(layer, const_cast<sdk::Layer&>(layer).param(scale_name));
-  const std::vector<float> offset =
-      local_channels(layer, const_cast<sdk::Layer&>(layer).param(offset_name));
+  const std::vector<float> scale = local_channels(layer, layer.param(scale_name));
+  const std::vector<float> offset = local_channels(layer, layer.param(offset_name));
   C8Channels ch;
   for (size_t i = 0; i < scale.size(); ++i) {
     if (!std::isfinite(scale[i]) || scale[i] == 0.0f || !std::isfinite(offset[i]))
@@ -154,6 +152,21 @@ void C8Impl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
   const int64_t d = c.head_size, dv = c.head_size_v, bs = c.block_size;
   const int32_t dt = b.key.dtype();
   const int64_t es = sdk::dtype_size(dt);
+  // Refuse NaN/Inf before writing anything (a NaN would not survive the int8 cast).
+  for (size_t i = 0; i < b.slots.size(); ++i) {
+    if (b.slots[i] < 0) continue;
+    const auto t = static_cast<int64_t>(i);
+    for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+      for (int64_t x = 0; x < d; ++x)
+        if (!std::isfinite(sdk::load_float(dt, b.key.at({t, h, x}))))
+          sdk::fail(KVQ_ERR_NON_FINITE, "key of token {} head {} is not finite; nothing written", t,
+                    h);
+      for (int64_t x = 0; x < dv; ++x)
+        if (!std::isfinite(sdk::load_float(dt, b.value.at({t, h, x}))))
+          sdk::fail(KVQ_ERR_NON_FINITE, "value of token {} head {} is not finite; nothing written",
+                    t, h);
+    }
+  }
   for (size_t i = 0; i < b.slots.size(); ++i) {
     const int64_t slot = b.slots[i];
     if (slot < 0) continue;  // padding token
@@ -177,7 +190,11 @@ void C8Impl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
   }
 }
 
-void C8Impl::check_forward(const sdk::Layer&, const sdk::ForwardBatch& b) const {
+void C8Impl::check_forward(const sdk::Layer& layer, const sdk::ForwardBatch& b) const {
+  if (!prepared_) {  // the errors prepare() would raise: scales missing or malformed
+    channels(layer, "k_cache_scale", "k_cache_offset");
+    channels(layer, "v_cache_scale", "v_cache_offset");
+  }
   switch (b.state) {
     case KVQ_ATTN_PREFILL_NO_CACHE: {
       const sdk::BatchKvSource check(b);  // needs the batch's K/V and no context

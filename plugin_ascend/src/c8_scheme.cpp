@@ -17,6 +17,11 @@ void create_weights(sdk::Layer& layer, const sdk::Options&) {
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
               "C8 needs block_size to be a multiple of 32; layer {} has {}", c.layer_name,
               c.block_size);
+  if (c.head_size_v != c.head_size)
+    sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
+              "C8 needs equal key and value head sizes (per-channel scales of num_kv_heads x "
+              "head_size); layer {} has {} and {}",
+              c.layer_name, c.head_size, c.head_size_v);
   if (layer.mode().element_dtype == KVQ_DTYPE_I8)
     sdk::fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} is already C8", c.layer_name);
   for (const char* name : kParams) {

@@ -237,12 +237,16 @@ const Param* Layer::find_param(std::string_view full) const {
   return nullptr;
 }
 
-Param& Layer::param(std::string_view local_name) {
-  Param* p = find_param(full_name(local_name));
+const Param& Layer::param(std::string_view local_name) const {
+  const Param* p = find_param(full_name(local_name));
   if (p == nullptr)
     fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} has no parameter {}", config_.layer_name,
          local_name);
   return *p;
+}
+
+Param& Layer::param(std::string_view local_name) {
+  return const_cast<Param&>(std::as_const(*this).param(local_name));
 }
 
 }  // namespace kvq::sdk

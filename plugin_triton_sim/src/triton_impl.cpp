@@ -95,15 +95,19 @@ void QuantizedImpl::attach(sdk::Layer& layer) {
 }
 
 void QuantizedImpl::cache_init(const sdk::Layer& layer, const sdk::CacheView& cache) const {
-  sdk::LayerImpl::cache_init(layer, cache);  // zero; per-token-head scales 1.0
-  if (mode_ != KvMode::kInt4PerTokenHead) return;
+  if (mode_ != KvMode::kInt4PerTokenHead) {
+    sdk::LayerImpl::cache_init(layer, cache);  // zero; per-token-head scales 1.0 after the data
+    return;
+  }
+  // INT4 rows: nibbles, then scale 1.0 and zero point 0.
   const kvq_cache_geometry& g = cache.geometry();
+  std::memset(cache.base(), 0, static_cast<size_t>(cache.num_blocks() * g.bytes_per_block));
   const float one = 1.0f;
   for (int64_t b = 0; b < cache.num_blocks(); ++b)
     for (int kv = 0; kv < 2; ++kv)
       for (int64_t s = 0; s < g.block_size; ++s)
         for (int64_t h = 0; h < g.num_kv_heads; ++h)
-          std::memcpy(cache.row(b, kv, s, h) + (((kv == 0 ? g.head_size : g.head_size_v) + 1) / 2),
+          std::memcpy(cache.row(b, kv, s, h) + ((kv == 0 ? g.head_size : g.head_size_v) + 1) / 2,
                       &one, 4);
 }
 

@@ -1,6 +1,8 @@
 #include "batch.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
 #include <numeric>
 
 #include "case_log.hpp"
@@ -173,11 +175,31 @@ HostTensor allocate_cache(const kvq_plugin_api* api, kvq_layer* layer,
   HostTensor cache(KVQ_DTYPE_U8, {num_blocks, geometry.bytes_per_block},
                    align > 64 ? static_cast<size_t>(align) : 64);
   require_ok(Error(api, api->cache_init(layer, cache.tensor())), "cache_init");
+  if (!cache.guards_intact()) throw CaseFailure("cache_init overwrote the cache's guard bytes");
   return cache;
 }
 
+kvq_forward_args forward_checked(const kvq_plugin_api* api, kvq_layer* layer, ForwardBatch& batch,
+                                 HostTensor& cache, int32_t attention_state, bool optional) {
+  batch.output.fill(std::numeric_limits<double>::quiet_NaN());
+  kvq_forward_args args = batch.args(cache, attention_state);
+  const Error supported(api, api->supports(layer, &args));
+  if (optional && supported.code() == KVQ_ERR_UNSUPPORTED)
+    throw CaseSkip("supports(): " + supported.describe());
+  require_ok(supported, "supports() refuses a valid batch");
+
+  const std::vector<unsigned char> query_before(batch.query.bytes(),
+                                                batch.query.bytes() + batch.query.byte_size());
+  require_ok(Error(api, api->forward(layer, &args)), "forward");
+  if (const std::string damaged = batch.damaged_guards(cache); !damaged.empty())
+    throw CaseFailure("guard bytes overwritten: " + damaged);
+  if (std::memcmp(query_before.data(), batch.query.bytes(), query_before.size()) != 0)
+    throw CaseFailure("forward modified the query it borrowed");
+  return args;
+}
+
 std::string check_geometry(const kvq_cache_geometry& g, int64_t num_kv_heads, int64_t head_size,
-                           int64_t block_size) {
+                           int64_t block_size, int64_t min_row_bytes) {
   std::string problems;
   auto expect = [&](bool ok, const std::string& what) {
     if (!ok) problems += (problems.empty() ? "" : "; ") + what;
@@ -191,8 +213,12 @@ std::string check_geometry(const kvq_cache_geometry& g, int64_t num_kv_heads, in
   expect(g.head_size == head_size, "head_size " + std::to_string(g.head_size));
   expect(g.head_size_v == head_size || g.head_size_v == 0,
          "head_size_v " + std::to_string(g.head_size_v));
-  expect(g.row_bytes >= head_size * std::max<int64_t>(element, 0),
-         "row_bytes " + std::to_string(g.row_bytes) + " < head_size * element size");
+  if (min_row_bytes < 0)
+    expect(g.row_bytes >= head_size * std::max<int64_t>(element, 0),
+           "row_bytes " + std::to_string(g.row_bytes) + " < head_size * element size");
+  else
+    expect(g.row_bytes >= min_row_bytes,
+           "row_bytes " + std::to_string(g.row_bytes) + " < " + std::to_string(min_row_bytes));
   expect(g.bytes_per_block == 2 * g.block_size * g.num_kv_heads * g.row_bytes,
          "bytes_per_block " + std::to_string(g.bytes_per_block) +
              " != 2 * block_size * num_kv_heads * row_bytes");

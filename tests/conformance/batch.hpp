@@ -83,12 +83,23 @@ Error write_cache(const kvq_plugin_api* api, kvq_layer* layer, HostTensor& key, 
                   HostTensor& slots, HostTensor& cache);
 
 // Allocates a guarded U8 cache [num_blocks, bytes_per_block] as the geometry
-// asks and lets the plugin initialise it.
+// asks and lets the plugin initialise it (a write past the buffer fails the
+// case, naming cache_init).
 HostTensor allocate_cache(const kvq_plugin_api* api, kvq_layer* layer,
                           const kvq_cache_geometry& geometry, int64_t num_blocks);
 
+// Runs the batch as a host would and checks what it may not touch: fills the
+// output with NaN, asks supports() (an UNSUPPORTED answer skips the case when
+// `optional`, else fails it), calls forward, then fails the case if a guard
+// byte was overwritten or the borrowed query modified. Returns the arguments
+// (valid while `batch` and `cache` live).
+kvq_forward_args forward_checked(const kvq_plugin_api* api, kvq_layer* layer, ForwardBatch& batch,
+                                 HostTensor& cache, int32_t attention_state, bool optional);
+
 // The geometry the spec promises for a layer of this shape and element size.
+// `min_row_bytes` < 0: a row holds at least head_size elements of the
+// element dtype (modes that pack, e.g. int4, pass their own minimum).
 std::string check_geometry(const kvq_cache_geometry& g, int64_t num_kv_heads, int64_t head_size,
-                           int64_t block_size);
+                           int64_t block_size, int64_t min_row_bytes = -1);
 
 }  // namespace kvq::conform

@@ -20,6 +20,10 @@ void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_inf
 void run_error_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
 // Unquantized modes against the float64 reference.
 void run_numeric_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
+// Quantized modes (int8/fp8/int4 per-token-head, fp8 per-tensor) and the C8
+// scheme: write path byte-exact against the suite's IEEE reference, read path
+// and end-to-end against the float64 reference.
+void run_quantized_numeric_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
 // The golden vectors in `vectors_dir`.
 void run_vector_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info,
                       const std::string& vectors_dir);

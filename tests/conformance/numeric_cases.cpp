@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -94,20 +93,8 @@ Outcome run_variant(const kvq_plugin_api* api, const char* backend, const char* 
              "cache_write (context and padding rows)");
   require_ok(write_cache(api, layer.get(), r.batch.key, r.batch.value, r.new_slots, cache),
              "cache_write (new tokens)");
-  r.batch.output.fill(std::numeric_limits<double>::quiet_NaN());
-  kvq_forward_args args = r.batch.args(cache, KVQ_ATTN_CHUNKED_PREFILL);
-  const Error supported(api, api->supports(layer.get(), &args));
-  if (v.optional && supported.code() == KVQ_ERR_UNSUPPORTED)
-    throw CaseSkip("supports(): " + supported.describe());
-  require_ok(supported, "supports() refuses a valid batch");
-
-  const std::vector<unsigned char> query_before(r.batch.query.bytes(),
-                                                r.batch.query.bytes() + r.batch.query.byte_size());
-  require_ok(Error(api, api->forward(layer.get(), &args)), "forward");
-  if (const std::string damaged = r.batch.damaged_guards(cache); !damaged.empty())
-    return fail("guard bytes overwritten: " + damaged);
-  if (std::memcmp(query_before.data(), r.batch.query.bytes(), query_before.size()) != 0)
-    return fail("forward modified the query it borrowed");
+  const kvq_forward_args args =
+      forward_checked(api, layer.get(), r.batch, cache, KVQ_ATTN_CHUNKED_PREFILL, v.optional);
 
   const std::vector<double> expected = kvq::ref::attention(problem, r.query, r.keys, r.values);
   const Verdict verdict = judge_output(r.batch.output.to_doubles(), expected,

@@ -141,6 +141,12 @@ kvq_cache_geometry cache_geometry(const kvq_plugin_api* api, const kvq_layer* la
   return g;
 }
 
+void load_param(const kvq_plugin_api* api, kvq_layer* layer, const std::string& local,
+                const kvq_tensor* value) {
+  const std::string name = std::string(kLayerName) + "." + local;
+  require_ok(Error(api, api->param_load(layer, name.c_str(), value, 0, 1)), "param_load " + name);
+}
+
 const kvq_kv_mode_info* find_mode(const kvq_backend_info& backend, std::string_view mode) {
   for (int64_t m = 0; m < backend.num_kv_modes; ++m) {
     const kvq_kv_mode_info* info = backend.kv_modes[m];

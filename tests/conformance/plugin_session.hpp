@@ -88,6 +88,10 @@ kvq_layer_config layer_config(const char* backend, const char* kv_cache_dtype, i
 Layer create_layer(const kvq_plugin_api* api, kvq_instance* instance,
                    const kvq_layer_config& config, bool unsupported_skips = false);
 kvq_cache_geometry cache_geometry(const kvq_plugin_api* api, const kvq_layer* layer);
+// param_load of `value` into "<kLayerName>.<local>" (TP rank 0 of 1); throws
+// CaseFailure with the plugin's message on any error.
+void load_param(const kvq_plugin_api* api, kvq_layer* layer, const std::string& local,
+                const kvq_tensor* value);
 
 // The first backend that lists `mode` with supported=1, or nullptr.
 const kvq_backend_info* backend_claiming(const kvq_plugin_info& info, std::string_view mode);

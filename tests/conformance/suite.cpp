@@ -66,6 +66,7 @@ void run_plugin_suite(CaseLog& log, const std::string& plugin_path, const SuiteO
   run_error_cases(log, plugin, info);
   if (options.only_contract) return;
   run_numeric_cases(log, plugin, info);
+  run_quantized_numeric_cases(log, plugin, info);
   run_vector_cases(log, plugin, info, options.vectors_dir);
 }
 

@@ -3,7 +3,6 @@
 // case's tolerances).
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -34,12 +33,6 @@ int32_t state_from_name(const std::string& name) {
   return it->second;
 }
 
-std::string hex_byte(unsigned char b) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "0x%02x", b);
-  return buf;
-}
-
 // A layer set up as the case's procedure says, with a cache holding every
 // row of the case written through cache_write.
 struct Prepared {
@@ -49,13 +42,6 @@ struct Prepared {
   HostTensor cache;
   bool per_token_head = false;
 };
-
-void load_param(const kvq_plugin_api* api, kvq_layer* layer, const std::string& local,
-                HostTensor value) {
-  const std::string name = std::string(kLayerName) + "." + local;
-  require_ok(Error(api, api->param_load(layer, name.c_str(), value.tensor(), 0, 1)),
-             "param_load " + name);
-}
 
 Prepared prepare(const kvq_plugin_api* api, const kvq_plugin_info& info, const VectorCase& vc) {
   const nlohmann::json& j = vc.json();
@@ -90,16 +76,19 @@ Prepared prepare(const kvq_plugin_api* api, const kvq_plugin_info& info, const V
     scheme.quant_type = "C8";
     scheme.layer_type = "attention";
     require_ok(Error(api, api->apply_scheme(p.layer.get(), &scheme)), "apply_scheme C8");
-    for (const char* name : {"k_cache_scale", "k_cache_offset", "v_cache_scale", "v_cache_offset"})
-      load_param(api, p.layer.get(), name, vc.tensor(name));
+    for (const char* name :
+         {"k_cache_scale", "k_cache_offset", "v_cache_scale", "v_cache_offset"}) {
+      HostTensor value = vc.tensor(name);
+      load_param(api, p.layer.get(), name, value.tensor());
+    }
   } else {
     const kvq_kv_mode_info* m = find_mode(*backend, mode);
     p.per_token_head = m && m->per_token_head;
   }
   for (const char* name : {"k_scale", "v_scale", "q_scale"}) {
     if (!j.contains(name)) continue;
-    load_param(api, p.layer.get(), name,
-               HostTensor::from_doubles(KVQ_DTYPE_F32, {1}, {j.at(name).get<double>()}));
+    HostTensor value = HostTensor::from_doubles(KVQ_DTYPE_F32, {1}, {j.at(name).get<double>()});
+    load_param(api, p.layer.get(), name, value.tensor());
   }
   require_ok(Error(api, api->process_weights(p.layer.get())), "process_weights");
   p.geometry = cache_geometry(api, p.layer.get());

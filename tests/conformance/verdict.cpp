@@ -12,6 +12,12 @@ std::string short_number(double value) {
   return buf;
 }
 
+std::string hex_byte(unsigned char b) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", b);
+  return buf;
+}
+
 namespace {
 
 std::string index_name(int64_t flat, const std::vector<int64_t>& shape) {

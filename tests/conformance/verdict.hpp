@@ -27,5 +27,7 @@ Verdict judge_output(const std::vector<double>& actual, const std::vector<double
 
 // "1.23e-05": short numbers for report lines.
 std::string short_number(double value);
+// "0x7f": a byte for report lines.
+std::string hex_byte(unsigned char b);
 
 }  // namespace kvq::conform

@@ -44,8 +44,7 @@ class Plugin {
   explicit Plugin(const std::string& path, int num_threads = 2);
   // Negotiates with a host log callback that appends to `log` (which must
   // outlive the Plugin), asking for messages at `log_level` and above.
-  Plugin(const std::string& path, int num_threads, LogSink* log,
-         int32_t log_level = KVQ_LOG_TRACE);
+  Plugin(const std::string& path, int num_threads, LogSink* log, int32_t log_level = KVQ_LOG_TRACE);
   ~Plugin();
   Plugin(const Plugin&) = delete;
   Plugin& operator=(const Plugin&) = delete;
@@ -64,6 +63,7 @@ class OwnedTensor {
  public:
   OwnedTensor(int32_t dtype, std::vector<int64_t> shape);
   kvq_tensor* get() { return &t_; }
+  const kvq_tensor* get() const { return &t_; }
   unsigned char* data() { return static_cast<unsigned char*>(t_.data); }
   int64_t numel() const;
   int64_t bytes() const;

@@ -223,6 +223,7 @@ class Layer {
   Param* find_param(std::string_view full_name);
   const Param* find_param(std::string_view full_name) const;
   Param& param(std::string_view local_name);  // FAILED_PRECONDITION if missing
+  const Param& param(std::string_view local_name) const;
   const std::deque<Param>& params() const { return params_; }
   kvq_cache_geometry geometry() const { return impl_->geometry(*this); }
   std::string full_name(std::string_view local) const;
