@@ -147,7 +147,11 @@ enum {
    * A row holds head_size (K) or head_size_v (V) elements of element_dtype,
    * followed, in per-token-head modes, by the row's float32 scale
    * (little-endian), padded to row_bytes. */
-  KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD = 1
+  KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD = 1,
+  /* Keys only (an MLA latent cache, an indexer's key cache):
+   * [num_blocks][block_size][num_kv_heads][row_bytes]. cache_write ignores
+   * `value` (it may be NULL). */
+  KVQ_CACHE_LAYOUT_BLOCK_SLOT_HEAD = 2
 };
 
 /* ----------------------------------------------------------- basic objects */
@@ -327,7 +331,7 @@ typedef struct kvq_cache_geometry {
 typedef struct kvq_cache_write_args {
   uint64_t struct_size;
   const kvq_tensor* key;          /* [T, num_kv_heads, head_size], model dtype */
-  const kvq_tensor* value;        /* [T, num_kv_heads, head_size_v], model dtype */
+  const kvq_tensor* value;        /* [T, num_kv_heads, head_size_v], model dtype; NULL for keys-only layouts */
   const kvq_tensor* slot_mapping; /* [T] I64; slot = block * block_size + row; < 0 = skip */
   const kvq_tensor* kv_cache;     /* U8 [num_blocks, bytes_per_block] */
   int64_t num_tokens;             /* rows to write: the first num_tokens; 0 = all T */
@@ -355,9 +359,14 @@ typedef struct kvq_forward_args {
   const kvq_tensor* block_table;     /* [S, max_blocks] I32 */
   const kvq_tensor* alibi_slopes;    /* [num_heads] F32 or NULL */
   const kvq_tensor* sinks;           /* [num_heads] F32 logits or NULL */
-  const kvq_tensor* output;          /* [T, num_heads, head_size_v], model dtype; written */
+  /* Written. Attention: [T, num_heads, head_size_v] in the model dtype.
+   * Scoring implementations state their own output (the INT8_DYNAMIC indexer:
+   * I32 [T, top_k] key positions, -1 padded). */
+  const kvq_tensor* output;
+  const kvq_tensor* head_weights; /* [T, num_heads] per-head weights of a scoring
+                                     implementation (the indexer); else NULL */
 } kvq_forward_args;
-#define KVQ_FORWARD_ARGS_SIZE KVQ_STRUCT_SIZE(kvq_forward_args, output)
+#define KVQ_FORWARD_ARGS_SIZE KVQ_STRUCT_SIZE(kvq_forward_args, head_weights)
 
 /* ---------------------------------------------------- schemes & parameters */
 
@@ -496,7 +505,7 @@ KVQ_STATIC_ASSERT(KVQ_LAYER_CONFIG_SIZE == 128, "kvq_layer_config v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_LAYER_INFO_SIZE == 48, "kvq_layer_info v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_CACHE_GEOMETRY_SIZE == 72, "kvq_cache_geometry v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_CACHE_WRITE_ARGS_SIZE == 48, "kvq_cache_write_args v1.0 size");
-KVQ_STATIC_ASSERT(KVQ_FORWARD_ARGS_SIZE == 96, "kvq_forward_args v1.0 size");
+KVQ_STATIC_ASSERT(KVQ_FORWARD_ARGS_SIZE == 104, "kvq_forward_args v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_SCHEME_ARGS_SIZE == 40, "kvq_scheme_args v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_PARAM_INFO_SIZE == 104, "kvq_param_info v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_PLUGIN_API_SIZE == 192, "kvq_plugin_api v1.0 size");

@@ -281,7 +281,7 @@ kvq_error* supports(const kvq_layer* l, const kvq_forward_args* args) {
   return guard([&] {
     const Layer& layer = require(l, "layer").layer;
     const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, false,
-                                            layer.impl().query_dtypes(layer));
+                                            layer.impl().forward_spec(layer));
     layer.impl().check_forward(layer, b);
   });
 }
@@ -290,7 +290,7 @@ kvq_error* forward(kvq_layer* l, const kvq_forward_args* args) {
   return guard([&] {
     Layer& layer = require(l, "layer").layer;
     const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, true,
-                                            layer.impl().query_dtypes(layer));
+                                            layer.impl().forward_spec(layer));
     layer.impl().check_forward(layer, b);
     layer.impl().forward(layer, b);
   });

@@ -21,20 +21,24 @@ CacheView::CacheView(const kvq_tensor* t, const kvq_cache_geometry& g, bool need
     fail(KVQ_ERR_INVALID_ARGUMENT, "kv_cache is not aligned to {} bytes", g.alignment);
   base_ = static_cast<unsigned char*>(v.data());
   num_blocks_ = v.dim(0);
+  planes_ = g.layout == KVQ_CACHE_LAYOUT_BLOCK_SLOT_HEAD ? 1 : 2;
 }
 
 WriteBatch validate_write(const LayerConfig& c, const kvq_cache_geometry& g,
                           const kvq_cache_write_args* in) {
   const kvq_cache_write_args args = read_struct(in, KVQ_CACHE_WRITE_ARGS_SIZE, "cache_write args");
   WriteBatch b;
-  if (args.key == nullptr || args.value == nullptr || args.slot_mapping == nullptr)
+  const bool keys_only = g.layout == KVQ_CACHE_LAYOUT_BLOCK_SLOT_HEAD;
+  if (args.key == nullptr || (args.value == nullptr && !keys_only) || args.slot_mapping == nullptr)
     fail(KVQ_ERR_INVALID_ARGUMENT, "cache_write: key, value and slot_mapping are required");
   b.key = TensorView(args.key, "key");
-  b.value = TensorView(args.value, "value");
   const TensorView slots(args.slot_mapping, "slot_mapping");
   b.key.expect(c.model_dtype, {-1, c.num_kv_heads, c.head_size});
   const int64_t t = b.key.dim(0);
-  b.value.expect(c.model_dtype, {t, c.num_kv_heads, c.head_size_v});
+  if (!keys_only) {
+    b.value = TensorView(args.value, "value");
+    b.value.expect(c.model_dtype, {t, c.num_kv_heads, c.head_size_v});
+  }
   slots.expect(KVQ_DTYPE_I64, {t});
   b.cache = CacheView(args.kv_cache, g, true);
   if (args.num_tokens < 0 || args.num_tokens > t)
@@ -53,8 +57,8 @@ WriteBatch validate_write(const LayerConfig& c, const kvq_cache_geometry& g,
 }
 
 ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
-                              const kvq_forward_args* in, bool need_data,
-                              const std::vector<int32_t>& query_dtypes) {
+                              const kvq_forward_args* in, bool need_data, const ForwardSpec& spec) {
+  const std::vector<int32_t>& query_dtypes = spec.query_dtypes;
   const kvq_forward_args args = read_struct(in, KVQ_FORWARD_ARGS_SIZE, "forward args");
   ForwardBatch b;
   if (args.attention_state < KVQ_ATTN_PREFILL_NO_CACHE ||
@@ -74,7 +78,18 @@ ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
   b.query.expect(b.query.dtype(), {-1, c.num_heads, c.head_size});
   b.num_tokens = b.query.dim(0);
   b.output = TensorView(args.output, "output", need_data);
-  b.output.expect(c.model_dtype, {b.num_tokens, c.num_heads, c.head_size_v});
+  std::vector<int64_t> out_shape = {b.num_tokens};
+  out_shape.insert(out_shape.end(), spec.output_tail.begin(), spec.output_tail.end());
+  b.output.expect(spec.output_dtype, out_shape);
+  b.head_weights = optional_view(args.head_weights, "head_weights", need_data);
+  if (b.head_weights.present()) {
+    if (!spec.head_weights)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "head_weights: this layer's implementation takes none");
+    if (!is_model_dtype(b.head_weights.dtype()))
+      fail(KVQ_ERR_INVALID_ARGUMENT, "head_weights: dtype {} is not F32, F16 or BF16",
+           dtype_name(b.head_weights.dtype()));
+    b.head_weights.expect(b.head_weights.dtype(), {b.num_tokens, c.num_heads});
+  }
   b.key = optional_view(args.key, "key", need_data);
   b.value = optional_view(args.value, "value", need_data);
   if (b.key.present() != b.value.present())

@@ -103,8 +103,9 @@ void LayerImpl::cache_init(const Layer& layer, const CacheView& cache) const {
         }
 }
 
-std::vector<int32_t> LayerImpl::query_dtypes(const Layer& layer) const {
-  return {layer.config().model_dtype};
+ForwardSpec LayerImpl::forward_spec(const Layer& layer) const {
+  const LayerConfig& c = layer.config();
+  return {{c.model_dtype}, c.model_dtype, {c.num_heads, c.head_size_v}, false};
 }
 
 void LayerImpl::attach(Layer&) {}

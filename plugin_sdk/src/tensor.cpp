@@ -83,19 +83,20 @@ void TensorView::expect_ndim(int ndim) const {
 }
 
 void TensorView::expect(int32_t dtype, std::initializer_list<int64_t> shape) const {
+  expect(dtype, std::vector<int64_t>(shape));
+}
+
+void TensorView::expect(int32_t dtype, const std::vector<int64_t>& shape) const {
   expect_dtype(dtype);
   expect_ndim(static_cast<int>(shape.size()));
-  int i = 0;
-  for (int64_t n : shape) {
-    if (n >= 0 && shape_[static_cast<size_t>(i)] != n) {
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] >= 0 && shape_[i] != shape[i]) {
       std::string want = "[";
-      int k = 0;
-      for (int64_t m : shape)
-        want += (k++ ? ", " : "") + (m < 0 ? std::string("*") : std::to_string(m));
+      for (size_t k = 0; k < shape.size(); ++k)
+        want += (k ? ", " : "") + (shape[k] < 0 ? std::string("*") : std::to_string(shape[k]));
       fail(KVQ_ERR_INVALID_ARGUMENT, "{}: shape {} where {}] is required", what_, shape_string(),
            want);
     }
-    ++i;
   }
 }
 

@@ -169,9 +169,10 @@ void QuantizedImpl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
   }
 }
 
-std::vector<int32_t> QuantizedImpl::query_dtypes(const sdk::Layer& layer) const {
-  if (mode_ == KvMode::kFp8PerTensor) return {layer.config().model_dtype, KVQ_DTYPE_F8_E4M3FN};
-  return {layer.config().model_dtype};
+sdk::ForwardSpec QuantizedImpl::forward_spec(const sdk::Layer& layer) const {
+  sdk::ForwardSpec spec = sdk::LayerImpl::forward_spec(layer);
+  if (mode_ == KvMode::kFp8PerTensor) spec.query_dtypes.push_back(KVQ_DTYPE_F8_E4M3FN);
+  return spec;
 }
 
 void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {

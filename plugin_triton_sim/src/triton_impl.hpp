@@ -18,7 +18,7 @@ class QuantizedImpl final : public sdk::LayerImpl {
   void attach(sdk::Layer& layer) override;
   void cache_init(const sdk::Layer& layer, const sdk::CacheView& cache) const override;
   void cache_write(sdk::Layer& layer, const sdk::WriteBatch& batch) override;
-  std::vector<int32_t> query_dtypes(const sdk::Layer& layer) const override;
+  sdk::ForwardSpec forward_spec(const sdk::Layer& layer) const override;
   void forward(sdk::Layer& layer, const sdk::ForwardBatch& batch) override;
   void process_weights(sdk::Layer& layer) override;
 

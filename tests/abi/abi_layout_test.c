@@ -66,6 +66,7 @@ _Static_assert(KVQ_ATTN_CHUNKED_PREFILL == 4, "KVQ_ATTN_CHUNKED_PREFILL");
 _Static_assert(KVQ_ATTN_SPEC_DECODING == 5, "KVQ_ATTN_SPEC_DECODING");
 
 _Static_assert(KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD == 1, "KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD");
+_Static_assert(KVQ_CACHE_LAYOUT_BLOCK_SLOT_HEAD == 2, "KVQ_CACHE_LAYOUT_BLOCK_SLOT_HEAD");
 
 /* struct_size values a v1.0 caller sends (also asserted in the header). */
 _Static_assert(KVQ_TENSOR_SIZE == 160, "KVQ_TENSOR_SIZE");
@@ -80,7 +81,7 @@ _Static_assert(KVQ_LAYER_CONFIG_SIZE == 128, "KVQ_LAYER_CONFIG_SIZE");
 _Static_assert(KVQ_LAYER_INFO_SIZE == 48, "KVQ_LAYER_INFO_SIZE");
 _Static_assert(KVQ_CACHE_GEOMETRY_SIZE == 72, "KVQ_CACHE_GEOMETRY_SIZE");
 _Static_assert(KVQ_CACHE_WRITE_ARGS_SIZE == 48, "KVQ_CACHE_WRITE_ARGS_SIZE");
-_Static_assert(KVQ_FORWARD_ARGS_SIZE == 96, "KVQ_FORWARD_ARGS_SIZE");
+_Static_assert(KVQ_FORWARD_ARGS_SIZE == 104, "KVQ_FORWARD_ARGS_SIZE");
 _Static_assert(KVQ_SCHEME_ARGS_SIZE == 40, "KVQ_SCHEME_ARGS_SIZE");
 _Static_assert(KVQ_PARAM_INFO_SIZE == 104, "KVQ_PARAM_INFO_SIZE");
 _Static_assert(KVQ_PLUGIN_API_SIZE == 192, "KVQ_PLUGIN_API_SIZE");
@@ -428,7 +429,7 @@ _Static_assert(FIELD_SIZE(kvq_cache_write_args, num_tokens) == 8,
                "sizeof(kvq_cache_write_args.num_tokens)");
 
 /* kvq_forward_args */
-_Static_assert(sizeof(kvq_forward_args) == 96, "sizeof(kvq_forward_args)");
+_Static_assert(sizeof(kvq_forward_args) == 104, "sizeof(kvq_forward_args)");
 _Static_assert(_Alignof(kvq_forward_args) == 8, "alignof(kvq_forward_args)");
 _Static_assert(offsetof(kvq_forward_args, struct_size) == 0,
                "offsetof(kvq_forward_args, struct_size)");
@@ -466,6 +467,10 @@ _Static_assert(offsetof(kvq_forward_args, sinks) == 80, "offsetof(kvq_forward_ar
 _Static_assert(FIELD_SIZE(kvq_forward_args, sinks) == 8, "sizeof(kvq_forward_args.sinks)");
 _Static_assert(offsetof(kvq_forward_args, output) == 88, "offsetof(kvq_forward_args, output)");
 _Static_assert(FIELD_SIZE(kvq_forward_args, output) == 8, "sizeof(kvq_forward_args.output)");
+_Static_assert(offsetof(kvq_forward_args, head_weights) == 96,
+               "offsetof(kvq_forward_args, head_weights)");
+_Static_assert(FIELD_SIZE(kvq_forward_args, head_weights) == 8,
+               "sizeof(kvq_forward_args.head_weights)");
 
 /* kvq_scheme_args */
 _Static_assert(sizeof(kvq_scheme_args) == 40, "sizeof(kvq_scheme_args)");

@@ -151,9 +151,10 @@ TEST(PagedAttention, SplitKvDecodeMatchesUnsplitPath) {
   a.seq_lens = &tl;
   a.block_table = &tt;
   a.output = &to1;
-  const sdk::ForwardBatch b1 = sdk::validate_forward(c, g, &a, true, {KVQ_DTYPE_F32});
+  const sdk::ForwardSpec spec{{KVQ_DTYPE_F32}, KVQ_DTYPE_F32, {8, 64}, false};
+  const sdk::ForwardBatch b1 = sdk::validate_forward(c, g, &a, true, spec);
   a.output = &to2;
-  const sdk::ForwardBatch b2 = sdk::validate_forward(c, g, &a, true, {KVQ_DTYPE_F32});
+  const sdk::ForwardBatch b2 = sdk::validate_forward(c, g, &a, true, spec);
   const sdk::RowDecoder dec = sdk::row_decoder(KVQ_DTYPE_F32, false);
   sdk::AttentionOptions o = sdk::attention_options(c, 2);
   o.num_splits = 1;

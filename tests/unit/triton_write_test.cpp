@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
@@ -194,6 +195,63 @@ TEST_P(PerTokenHeadWrite, CodesAndScalesMatchSpecReference) {
   EXPECT_EQ(cache.slot_row(33, 0, 0)[1], is_int8() ? 0x81 : 0xFE);
 
   expect_untouched_rows_fresh(cache, written, kD);
+}
+
+// Spec §3: inv = 1/scale first, then y = x * inv (two roundings, as vLLM).
+// Rows where x * inv and x / scale round to different codes (found by a
+// search over bf16 inputs) tell the two apart.
+TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
+  const float qmax = is_int8() ? 127.0f : 448.0f;
+  auto code_of = [&](float y) {
+    return is_int8() ? round_half_even(y)
+                     : kvq::ref::decode_fp8(
+                           KVQ_DTYPE_F8_E4M3FN,
+                           kvq::ref::encode_fp8(KVQ_DTYPE_F8_E4M3FN, std::clamp(y, -qmax, qmax)));
+  };
+  // (absmax, x) pairs over bf16 absmax in [4, 16).
+  std::vector<std::vector<double>> rows;
+  for (double a = 4.0; a < 16.0 && rows.size() < 8; a += std::ldexp(1.0, std::ilogb(a) - 7)) {
+    const auto af = static_cast<float>(a);
+    const float scale = af / qmax, inv = 1.0f / scale;
+    std::vector<double> hits;
+    for (double x = std::ldexp(1.0, -4); x < a; x += std::ldexp(1.0, std::ilogb(x) - 7)) {
+      const auto xf = static_cast<float>(x);
+      const float by_mul = xf * inv, by_div = xf / scale;
+      if (by_mul != by_div && code_of(by_mul) != code_of(by_div)) hits.push_back(x);
+    }
+    if (hits.empty()) continue;
+    std::vector<double> row = {a, -a};
+    while (static_cast<int64_t>(row.size()) < kD) {
+      const double x = hits[row.size() % hits.size()];
+      row.push_back(row.size() % 2 == 0 ? x : -x);
+    }
+    rows.push_back(row);
+  }
+  ASSERT_EQ(rows.size(), 8u) << "the search found too few discriminating rows";
+
+  Plugin p(triton_plugin_path());
+  Config c;
+  c.mode = GetParam();
+  LayerPtr layer = make_layer(p, c);
+  Cache cache(p, layer.get(), 1);
+  OwnedTensor k(KVQ_DTYPE_BF16, {2, kHkv, kD}), v(KVQ_DTYPE_BF16, {2, kHkv, kD});
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t h = 0; h < kHkv; ++h) {
+      set_row(k, t, h, rows[static_cast<size_t>(t * 4 + h * 2)]);
+      set_row(v, t, h, rows[static_cast<size_t>(t * 4 + h * 2 + 1)]);
+    }
+  ASSERT_EQ(write_kv(p, layer.get(), k, v, {3, 9}, cache).code, 0);
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t h = 0; h < kHkv; ++h)
+      for (int kv = 0; kv < 2; ++kv) {
+        const std::vector<float> x = row_of(kv == 0 ? k : v, t, h);
+        const RefRow want = reference(x);
+        const unsigned char* row = cache.slot_row(t == 0 ? 3 : 9, kv, h);
+        for (int64_t i = 0; i < kD; ++i)
+          ASSERT_EQ(row[i], want.data[static_cast<size_t>(i)])
+              << row_name(t, h, kv) << " element " << i << " x=" << x[static_cast<size_t>(i)]
+              << " absmax=" << x[0] << " (x * inv and x / scale round differently here)";
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, PerTokenHeadWrite,

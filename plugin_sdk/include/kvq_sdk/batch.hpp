@@ -24,16 +24,20 @@ class CacheView {
   const kvq_cache_geometry& geometry() const { return geometry_; }
   unsigned char* base() const { return base_; }
   // Row (block, kv: 0 = K / 1 = V, slot within block, kv head).
+  // Row (block, kv: 0 = K / 1 = V, slot within block, kv head); keys-only
+  // layouts have no V plane (kv is always 0).
   unsigned char* row(int64_t block, int kv, int64_t slot, int64_t head) const {
     return base_ +
-           ((block * 2 + kv) * geometry_.block_size + slot) * geometry_.num_kv_heads *
+           ((block * planes_ + kv) * geometry_.block_size + slot) * geometry_.num_kv_heads *
                geometry_.row_bytes +
            head * geometry_.row_bytes;
   }
+  bool keys_only() const { return planes_ == 1; }
 
  private:
   unsigned char* base_ = nullptr;
   int64_t num_blocks_ = 0;
+  int64_t planes_ = 2;
   kvq_cache_geometry geometry_{};
 };
 
@@ -55,7 +59,7 @@ struct SequenceSlice {
 
 struct ForwardBatch {
   int32_t state = 0;
-  TensorView query, key, value, output, alibi_slopes, sinks;
+  TensorView query, key, value, output, alibi_slopes, sinks, head_weights;
   CacheView cache;
   std::vector<SequenceSlice> seqs;
   std::vector<int32_t> block_table;  // [S, max_blocks] row-major copy
@@ -67,11 +71,19 @@ struct ForwardBatch {
     return block_table[static_cast<size_t>(seq * max_blocks + logical)];
   }
 };
+// What an implementation's forward accepts and writes.
+struct ForwardSpec {
+  std::vector<int32_t> query_dtypes;
+  int32_t output_dtype = 0;
+  std::vector<int64_t> output_tail;  // output shape after the token dimension
+  bool head_weights = false;         // accepts args.head_weights [T, num_heads]
+};
+
 // need_data false: only shapes/dtypes of query/key/value/output/cache are read
 // (supports()); the batch description (query_start_loc, seq_lens,
-// block_table) is always read. `query_dtypes` lists the accepted query dtypes.
+// block_table) is always read.
 ForwardBatch validate_forward(const LayerConfig& config, const kvq_cache_geometry& geometry,
                               const kvq_forward_args* args, bool need_data,
-                              const std::vector<int32_t>& query_dtypes);
+                              const ForwardSpec& spec);
 
 }  // namespace kvq::sdk

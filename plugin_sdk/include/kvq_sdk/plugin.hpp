@@ -75,7 +75,8 @@ class LayerImpl {
   // Zeroes the cache; per-token-head layouts also set every inline scale to 1.0.
   virtual void cache_init(const Layer& layer, const CacheView& cache) const;
   virtual void cache_write(Layer& layer, const WriteBatch& batch) = 0;
-  virtual std::vector<int32_t> query_dtypes(const Layer& layer) const;
+  // Default: queries and outputs in the model dtype, output [T, num_heads, head_size_v].
+  virtual ForwardSpec forward_spec(const Layer& layer) const;
   // Beyond the shared validation: UNSUPPORTED (with the reason) for batches
   // this implementation cannot run.
   virtual void check_forward(const Layer& layer, const ForwardBatch& batch) const;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace kvq::sdk {
 
@@ -32,6 +33,7 @@ class TensorView {
 
   // Fails with INVALID_ARGUMENT unless dtype and shape match (-1 = any).
   void expect(int32_t dtype, std::initializer_list<int64_t> shape) const;
+  void expect(int32_t dtype, const std::vector<int64_t>& shape) const;
   void expect_dtype(int32_t dtype) const;
   void expect_ndim(int ndim) const;
 
