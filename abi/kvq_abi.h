@@ -227,8 +227,10 @@ typedef struct kvq_backend_info {
   const char* description;
   int64_t num_kv_modes;
   const kvq_kv_mode_info* const* kv_modes;
+  uint32_t attention_states; /* bit (1u << KVQ_ATTN_x) set for each state forward accepts */
+  uint32_t reserved;
 } kvq_backend_info;
-#define KVQ_BACKEND_INFO_SIZE KVQ_STRUCT_SIZE(kvq_backend_info, kv_modes)
+#define KVQ_BACKEND_INFO_SIZE KVQ_STRUCT_SIZE(kvq_backend_info, reserved)
 
 /* A checkpoint-name remapping rule: a checkpoint tensor whose name ends with
  * `checkpoint_suffix` loads into the parameter named by replacing that suffix
@@ -497,7 +499,7 @@ KVQ_STATIC_ASSERT(KVQ_TENSOR_SIZE == 160, "kvq_tensor v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_HOST_INFO_SIZE == 40, "kvq_host_info v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_PROBE_RESULT_SIZE == 32, "kvq_probe_result v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_KV_MODE_INFO_SIZE == 32, "kvq_kv_mode_info v1.0 size");
-KVQ_STATIC_ASSERT(KVQ_BACKEND_INFO_SIZE == 40, "kvq_backend_info v1.0 size");
+KVQ_STATIC_ASSERT(KVQ_BACKEND_INFO_SIZE == 48, "kvq_backend_info v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_NAME_RULE_SIZE == 24, "kvq_name_rule v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_SCHEME_INFO_SIZE == 56, "kvq_scheme_info v1.0 size");
 KVQ_STATIC_ASSERT(KVQ_PLUGIN_INFO_SIZE == 88, "kvq_plugin_info v1.0 size");

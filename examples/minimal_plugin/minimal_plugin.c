@@ -190,6 +190,10 @@ static const kvq_backend_info backend_example = {
     .description = "minimal reference backend: float32 KV cache, float64 attention",
     .num_kv_modes = 1,
     .kv_modes = example_modes,
+    /* Unified attention reads everything from the cache, so every state works. */
+    .attention_states = (1u << KVQ_ATTN_PREFILL_NO_CACHE) | (1u << KVQ_ATTN_PREFILL_CACHE_HIT) |
+                        (1u << KVQ_ATTN_DECODE_ONLY) | (1u << KVQ_ATTN_CHUNKED_PREFILL) |
+                        (1u << KVQ_ATTN_SPEC_DECODING),
 };
 static const kvq_backend_info* const example_backends[] = {&backend_example};
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/edit_distance.hpp"
@@ -14,7 +15,8 @@ namespace {
 
 // Explains a layer_create refusal in terms of the deployment file.
 [[noreturn]] void explain_layer_refusal(const PluginError& error, const Plugin& plugin,
-                                        const Deployment& deployment) {
+                                        const Deployment& deployment, const std::string& kv_mode,
+                                        const std::string& kv_mode_origin) {
   const BackendInfo* backend = plugin.info().find_backend(deployment.backend);
   if (backend == nullptr) {
     std::vector<std::string> names;
@@ -32,14 +34,14 @@ namespace {
   bool mode_listed = false;
   for (const auto& m : backend->kv_modes) {
     if (m.supported) modes.push_back(m.name);
-    if (m.name == deployment.kv_cache.dtype) mode_listed = true;
+    if (m.name == kv_mode) mode_listed = true;
   }
   if (!mode_listed || error.code() == KVQ_ERR_UNSUPPORTED) {
     throw DeploymentError(
-        deployment.locations.kv_cache_dtype,
-        fmt::format("backend '{}' refused kv_cache.dtype '{}' (supported modes: {})\n  {}",
-                    deployment.backend, deployment.kv_cache.dtype, fmt::join(modes, ", "),
-                    error.what()));
+        deployment.kv_cache.dtype.empty() ? deployment.locations.checkpoint
+                                          : deployment.locations.kv_cache_dtype,
+        fmt::format("backend '{}' refused {} '{}' (supported modes: {})\n  {}", deployment.backend,
+                    kv_mode_origin, kv_mode, fmt::join(modes, ", "), error.what()));
   }
   // The mode is fine, so the plugin objects to the layer's geometry.
   const ModelSection& model = *deployment.model;
@@ -52,12 +54,12 @@ namespace {
 }
 
 kvq_layer_config layer_config(const Deployment& deployment, const ModelShape& shape, int64_t index,
-                              const std::string& name) {
+                              const std::string& name, const std::string& kv_mode) {
   kvq_layer_config config{};
   config.struct_size = KVQ_LAYER_CONFIG_SIZE;
   config.backend = deployment.backend.c_str();
   config.layer_name = name.c_str();
-  config.kv_cache_dtype = deployment.kv_cache.dtype.c_str();
+  config.kv_cache_dtype = kv_mode.c_str();
   config.model_dtype = shape.dtype;
   config.layer_index = static_cast<int32_t>(index);
   config.num_heads = shape.num_heads;
@@ -78,13 +80,35 @@ std::string attention_layer_name(int64_t index) {
 }
 
 AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deployment,
-                               const ModelShape& shape) {
+                               const ModelShape& shape, const Checkpoint* checkpoint) {
   for (int64_t i = 0; i < shape.num_layers; ++i) {
     const std::string name = attention_layer_name(i);
+    std::optional<CheckpointLayerPlan> plan;
+    std::string kv_mode = deployment.kv_cache.dtype;
+    std::string kv_mode_origin = "kv_cache.dtype";
+    if (checkpoint != nullptr) {
+      plan = plan_checkpoint_layer(plugin, deployment.backend, *checkpoint, i,
+                                   deployment.kv_cache.dtype);
+      kv_mode = plan->create_mode;
+      if (deployment.kv_cache.dtype.empty()) kv_mode_origin = "the KV cache mode chosen by " + plan->scheme_source;
+    }
     try {
-      layers_.push_back(plugin.create_layer(layer_config(deployment, shape, i, name)));
+      layers_.push_back(plugin.create_layer(layer_config(deployment, shape, i, name, kv_mode)));
     } catch (const PluginError& error) {
-      explain_layer_refusal(error, plugin, deployment);
+      explain_layer_refusal(error, plugin, deployment, kv_mode, kv_mode_origin);
+    }
+    if (plan) {
+      const CheckpointLoadReport report = load_checkpoint_weights(
+          plugin, layers_.back(), *checkpoint, i, *plan,
+          CheckpointLoadOptions{0, 1, shape.num_heads, shape.dtype});
+      schemes_.push_back(report.scheme);
+      if (i == 0 || report.scheme != schemes_.front()) {
+        spdlog::info("{}: scheme {} ({}), {} parameter(s) loaded from {}", name,
+                     report.scheme.empty() ? "none" : report.scheme, plan->scheme_source,
+                     report.loaded_params.size(), checkpoint->dir().string());
+      }
+    } else {
+      schemes_.emplace_back();
     }
   }
 

@@ -10,10 +10,12 @@
 #include <optional>
 
 #include "kvq_host/deployment.hpp"
+#include "kvq_host/dtype.hpp"
 #include "kvq_host/engine.hpp"
 #include "kvq_host/errors.hpp"
 #include "kvq_host/executable_dir.hpp"
 #include "kvq_host/inspect.hpp"
+#include "kvq_host/make_checkpoint.hpp"
 #include "kvq_host/plugin.hpp"
 
 namespace kvq::host {
@@ -33,6 +35,15 @@ commands:
         KV modes and quantization schemes.
   conform PLUGIN.so...
         Run the conformance suite (the kvq-conform binary next to kvq).
+  make-checkpoint OUT_DIR --mode C8|fp8 [--layers N] [--heads H] [--kv-heads K]
+                  [--head-size D] [--dtype bf16|fp16|fp32] [--seed S] [--asymmetric]
+                  [--force]
+        Write a checkpoint directory (config.json, quant_model_description.json,
+        model.safetensors) for the synthetic model, with KV scales calibrated
+        on the activation generator (defaults: 4 layers, 16 heads, 4 KV heads,
+        head size 128, bf16, seed 0; C8 scales symmetric). Use it with
+        `checkpoint: OUT_DIR` and the same workload.seed as --seed.
+        FAKQuant and INT8_DYNAMIC checkpoints are not built yet.
 
 options (any command):
   --log-level trace|debug|info|warn|error|off   (default: info; logs go to stderr)
@@ -99,6 +110,92 @@ int command_inspect(const std::vector<std::string>& args, std::ostream& out) {
   return kExitOk;
 }
 
+int64_t integer_value(const std::string& option, const std::string& value) {
+  try {
+    size_t used = 0;
+    const int64_t parsed = std::stoll(value, &used);
+    if (used != value.size() || parsed < 0) throw std::invalid_argument(value);
+    return parsed;
+  } catch (const std::exception&) {
+    throw UsageError(fmt::format("{} needs a count >= 0, got '{}'", option, value));
+  }
+}
+
+// FAKQuant / INT8_DYNAMIC: what the plugin next to kvq says about the scheme.
+std::string unbuilt_mode_message(const std::string& mode, const std::string& plugin_path) {
+  std::string plugin_view;
+  try {
+    const Plugin plugin = Plugin::load(plugin_path);
+    const SchemeInfo* scheme = plugin.info().find_scheme(mode, "attention");
+    plugin_view = scheme == nullptr ? fmt::format("plugin '{}' does not list it",
+                                                  plugin.info().name)
+                  : scheme->supported
+                      ? fmt::format("plugin '{}' supports the scheme, but kvq make-checkpoint "
+                                    "cannot write its tensors yet",
+                                    plugin.info().name)
+                      : fmt::format("plugin '{}' lists the scheme as not built",
+                                    plugin.info().name);
+  } catch (const Error& e) {
+    plugin_view = fmt::format("no plugin to ask ({})", e.what());
+  }
+  return fmt::format("make-checkpoint --mode {}: not built yet ({}); built modes: C8, fp8", mode,
+                     plugin_view);
+}
+
+int command_make_checkpoint(const std::vector<std::string>& args) {
+  std::optional<std::string> out_dir;
+  std::optional<std::string> mode;
+  std::string plugin_path;
+  MakeCheckpointOptions options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--mode") {
+      mode = take_value(args, i);
+    } else if (a == "--layers") {
+      options.num_layers = integer_value(a, take_value(args, i));
+    } else if (a == "--heads") {
+      options.num_heads = integer_value(a, take_value(args, i));
+    } else if (a == "--kv-heads") {
+      options.num_kv_heads = integer_value(a, take_value(args, i));
+    } else if (a == "--head-size") {
+      options.head_size = integer_value(a, take_value(args, i));
+    } else if (a == "--seed") {
+      options.seed = static_cast<uint64_t>(integer_value(a, take_value(args, i)));
+    } else if (a == "--dtype") {
+      const std::string value = take_value(args, i);
+      const auto parsed = parse_model_dtype(value);
+      if (!parsed) throw UsageError(fmt::format("--dtype must be bf16, fp16 or fp32, got '{}'", value));
+      options.dtype = *parsed;
+    } else if (a == "--asymmetric") {
+      options.asymmetric = true;
+    } else if (a == "--force") {
+      options.force = true;
+    } else if (a == "--plugin") {
+      plugin_path = take_value(args, i);
+    } else if (a.starts_with("-")) {
+      throw UsageError(fmt::format("make-checkpoint: unknown option '{}'", a));
+    } else if (!out_dir) {
+      out_dir = a;
+    } else {
+      throw UsageError("make-checkpoint takes one output directory");
+    }
+  }
+  if (!out_dir) throw UsageError("make-checkpoint needs an output directory");
+  if (!mode) throw UsageError("make-checkpoint needs --mode C8|fp8");
+  if (*mode == "FAKQuant" || *mode == "INT8_DYNAMIC") {
+    if (plugin_path.empty()) {
+      plugin_path = (executable_dir() / ".." / "lib" / "libkvq_ascend.so").lexically_normal().string();
+    }
+    throw Error(unbuilt_mode_message(*mode, plugin_path));
+  }
+  if (*mode != "C8" && *mode != "fp8") {
+    throw UsageError(fmt::format("make-checkpoint: unknown --mode '{}' (C8, fp8)", *mode));
+  }
+  options.mode = *mode;
+  make_checkpoint(*out_dir, options);
+  return kExitOk;
+}
+
 int command_conform(const std::vector<std::string>& args) {
   const std::filesystem::path dir = executable_dir();
   const std::filesystem::path suite = dir / "kvq-conform";
@@ -150,6 +247,7 @@ int run_cli(const std::vector<std::string>& all_args, std::ostream& out, std::os
     if (*command == "run") return command_run(args, out);
     if (*command == "inspect") return command_inspect(args, out);
     if (*command == "conform") return command_conform(args);
+    if (*command == "make-checkpoint") return command_make_checkpoint(args);
     throw UsageError(fmt::format("unknown command '{}'", *command));
   } catch (const UsageError& e) {
     fmt::print(err, "kvq: {}\n\n{}", e.what(), kUsage);

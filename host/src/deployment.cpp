@@ -115,12 +115,15 @@ ModelSection read_model(const YamlMapping& root) {
   return out;
 }
 
-KvCacheSection read_kv_cache(const YamlMapping& root, DeploymentLocations& locations) {
+KvCacheSection read_kv_cache(const YamlMapping& root, bool has_checkpoint,
+                             DeploymentLocations& locations) {
   const YamlMapping kv = *root.mapping(
       "kv_cache", {"dtype", "block_size", "memory_gib", "num_blocks", "prefix_caching"}, true);
   KvCacheSection out;
-  out.dtype = kv.string("dtype");
-  locations.kv_cache_dtype = kv.value_location("dtype");
+  // With a checkpoint the cache mode may come from its quantization
+  // description instead: "" = not given.
+  out.dtype = has_checkpoint ? kv.string("dtype", "") : kv.string("dtype");
+  locations.kv_cache_dtype = kv.has("dtype") ? kv.value_location("dtype") : kv.location();
   out.block_size = kv.integer("block_size", 1, 1024);
   const bool has_memory = kv.has("memory_gib");
   const bool has_blocks = kv.has("num_blocks");
@@ -242,7 +245,7 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
     top.fail("missing required key 'model' (or 'checkpoint': a checkpoint directory)");
   }
 
-  out.kv_cache = read_kv_cache(top, out.locations);
+  out.kv_cache = read_kv_cache(top, out.checkpoint.has_value(), out.locations);
   out.scheduler = read_scheduler(top);
   out.parallel = read_parallel(top, out.model, out.locations);
   out.workload = read_workload(top);

@@ -3,11 +3,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <optional>
 #include <thread>
 
 #include "kvq_host/accuracy.hpp"
 #include "kvq_host/activation_generator.hpp"
 #include "kvq_host/attention_model.hpp"
+#include "kvq_host/checkpoint.hpp"
 #include "kvq_host/block_allocator.hpp"
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/engine_clock.hpp"
@@ -21,11 +23,6 @@ namespace kvq::host {
 namespace {
 
 void refuse_unbuilt_features(const Deployment& deployment) {
-  if (deployment.checkpoint) {
-    throw DeploymentError(deployment.locations.checkpoint,
-                          "checkpoint loading is not built yet; describe the model with a "
-                          "'model:' section instead");
-  }
   if (deployment.parallel.tensor_parallel_size > 1) {
     throw DeploymentError(
         deployment.locations.tensor_parallel_size,
@@ -56,6 +53,39 @@ Plugin load_plugin(const Deployment& deployment) {
   return plugin;
 }
 
+// Opens the deployment's checkpoint; errors point at its `checkpoint:` line.
+std::optional<Checkpoint> open_checkpoint(const Deployment& deployment) {
+  if (!deployment.checkpoint) return std::nullopt;
+  try {
+    Checkpoint checkpoint = Checkpoint::open(*deployment.checkpoint);
+    const CheckpointConfig& c = checkpoint.config();
+    spdlog::info("checkpoint {}: {} layers, {} heads, {} KV heads, head size {}, {}, {} "
+                 "safetensors file(s){}",
+                 deployment.checkpoint->string(), c.num_layers, c.num_heads, c.num_kv_heads,
+                 c.head_size, model_dtype_name(c.dtype), checkpoint.files().size(),
+                 checkpoint.description() ? ", with " + std::string(kQuantDescriptionFile) : "");
+    if (c.activation_seed && *c.activation_seed != deployment.workload.seed) {
+      spdlog::warn("checkpoint {}: its scales were calibrated on the activation generator with "
+                   "seed {}, but workload.seed is {} (outlier channels differ by seed; expect "
+                   "poor accuracy)",
+                   deployment.checkpoint->string(), *c.activation_seed, deployment.workload.seed);
+    }
+    return checkpoint;
+  } catch (const DeploymentError&) {
+    throw;
+  } catch (const Error& e) {
+    throw DeploymentError(deployment.locations.checkpoint, e.what());
+  }
+}
+
+// The deployment with its model section taken from the checkpoint.
+Deployment with_checkpoint_model(const Deployment& deployment,
+                                 const std::optional<Checkpoint>& checkpoint) {
+  Deployment out = deployment;
+  if (checkpoint) out.model = checkpoint->model();
+  return out;
+}
+
 ModelShape model_shape(const ModelSection& model) {
   return ModelShape{model.num_layers, model.num_heads, model.num_kv_heads,
                     model.head_size,  model.head_size, abi_dtype(model.dtype)};
@@ -66,12 +96,13 @@ ModelShape model_shape(const ModelSection& model) {
 // are destroyed in reverse (layers before the plugin instance).
 class ServingLoop {
  public:
-  ServingLoop(const Deployment& deployment, const RunOptions& options)
+  ServingLoop(const Deployment& deployment, const RunOptions& options,
+              const Checkpoint* checkpoint)
       : deployment_(deployment),
         options_(options),
         plugin_(load_plugin(deployment)),
         shape_(model_shape(*deployment.model)),
-        model_(plugin_, deployment, shape_),
+        model_(plugin_, deployment, shape_, checkpoint),
         requests_(make_workload(deployment.workload)),
         generator_(deployment.workload.seed,
                    ActivationShape{shape_.num_layers, shape_.num_heads, shape_.num_kv_heads,
@@ -198,6 +229,17 @@ class ServingLoop {
     r.abi_version = fmt::format("{}.{}", info.abi_major, info.abi_minor);
     r.backend = deployment_.backend;
     r.kv_cache_dtype = deployment_.kv_cache.dtype;
+    if (deployment_.checkpoint) {
+      // The mode the checkpoint's scheme gave the layers (e.g. C8's int8).
+      try {
+        r.kv_cache_dtype = model_.layer(0).info().kv_cache_dtype;
+      } catch (const Error&) {
+        // layer_info is optional: keep the deployment's string.
+      }
+      if (!model_.schemes().empty() && !model_.schemes().front().empty()) {
+        r.kv_cache_dtype += fmt::format(" (scheme {})", model_.schemes().front());
+      }
+    }
     r.model_dtype = std::string(model_dtype_name(deployment_.model->dtype));
     r.num_layers = shape_.num_layers;
     r.num_heads = shape_.num_heads;
@@ -254,7 +296,9 @@ class ServingLoop {
 
 BenchmarkReport run_benchmark(const Deployment& deployment, const RunOptions& options) {
   refuse_unbuilt_features(deployment);
-  ServingLoop loop(deployment, options);
+  const std::optional<Checkpoint> checkpoint = open_checkpoint(deployment);
+  const Deployment resolved = with_checkpoint_model(deployment, checkpoint);
+  ServingLoop loop(resolved, options, checkpoint ? &*checkpoint : nullptr);
   return loop.run();
 }
 

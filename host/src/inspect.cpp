@@ -7,6 +7,7 @@
 
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/errors.hpp"
+#include "kvq_host/report.hpp"
 
 namespace kvq::host {
 namespace {
@@ -48,6 +49,13 @@ void print_inspection(const Plugin& plugin, std::ostream& out) {
   for (const auto& backend : info.backends) {
     fmt::print(out, "  {}{}\n", backend.name,
                backend.description.empty() ? "" : " - " + backend.description);
+    if (backend.attention_states != 0) {
+      std::string states;
+      for (int32_t s = KVQ_ATTN_PREFILL_NO_CACHE; s <= KVQ_ATTN_SPEC_DECODING; ++s)
+        if (backend.attention_states & (1u << s))
+          states += (states.empty() ? "" : ", ") + attention_state_name(s);
+      fmt::print(out, "    attention states: {}\n", states);
+    }
     size_t width = 8;
     for (const auto& mode : backend.kv_modes) width = std::max(width, mode.name.size());
     fmt::print(out, "    {:<{}}  {:<11}  {:<9}  {:<14}  {:<12}  {}\n", "KV mode", width, "element",

@@ -90,6 +90,8 @@ BackendInfo copy_backend(const Session& session, const kvq_backend_info& b) {
       if (b.kv_modes[i] != nullptr) out.kv_modes.push_back(copy_mode(*b.kv_modes[i]));
     }
   }
+  if (KVQ_HOST_HAS_FIELD(&b, kvq_backend_info, attention_states))
+    out.attention_states = b.attention_states;
   return out;
 }
 
@@ -143,6 +145,14 @@ PluginInfo read_info(const Session& session) {
 const BackendInfo* PluginInfo::find_backend(const std::string& backend_name) const {
   for (const auto& backend : backends) {
     if (backend.name == backend_name) return &backend;
+  }
+  return nullptr;
+}
+
+const SchemeInfo* PluginInfo::find_scheme(const std::string& quant_type,
+                                          const std::string& layer_type) const {
+  for (const auto& scheme : schemes) {
+    if (scheme.quant_type == quant_type && scheme.layer_type == layer_type) return &scheme;
   }
   return nullptr;
 }
@@ -232,6 +242,24 @@ Layer Plugin::create_layer(const kvq_layer_config& config) const {
   return layer;
 }
 
+std::optional<std::string> Plugin::select_scheme(const std::string& description,
+                                                 const std::string& source,
+                                                 const std::string& layer_prefix,
+                                                 const std::string& layer_type) const {
+  const kvq_plugin_api* api = &session_->api();
+  if (!KVQ_API_HAS(api, select_scheme)) return std::nullopt;
+  const char* quant_type = nullptr;
+  kvq_error* raw =
+      api->select_scheme(session_->instance.get(), description.c_str(), source.c_str(),
+                         layer_prefix.c_str(), layer_type.c_str(), &quant_type);
+  if (raw != nullptr && api->error_code(raw) == KVQ_ERR_UNSUPPORTED) {
+    api->error_destroy(raw);
+    return std::nullopt;
+  }
+  check(*session_, raw, fmt::format("select_scheme ({})", layer_prefix));
+  return text(quant_type);
+}
+
 // ---- Layer --------------------------------------------------------------
 
 void Layer::Deleter::operator()(kvq_layer* layer) const noexcept {
@@ -290,6 +318,79 @@ void Layer::forward(const kvq_forward_args& args) {
   const kvq_plugin_api* api = &session_->api();
   require(*session_, KVQ_API_HAS(api, forward), "forward");
   check(*session_, api->forward(layer_.get(), &args), fmt::format("forward ({})", name_));
+}
+
+void Layer::check_supports(const kvq_forward_args& args) const {
+  const kvq_plugin_api* api = &session_->api();
+  if (!KVQ_API_HAS(api, supports)) return;
+  check(*session_, api->supports(layer_.get(), &args), fmt::format("supports ({})", name_));
+}
+
+void Layer::apply_scheme(const std::string& quant_type, const std::string& layer_type,
+                         const SchemeOptions& options) {
+  const kvq_plugin_api* api = &session_->api();
+  require(*session_, KVQ_API_HAS(api, apply_scheme), "apply_scheme");
+  std::vector<const char*> flat;
+  for (const auto& [key, value] : options) {
+    flat.push_back(key.c_str());
+    flat.push_back(value.c_str());
+  }
+  kvq_scheme_args args{};
+  args.struct_size = KVQ_SCHEME_ARGS_SIZE;
+  args.quant_type = quant_type.c_str();
+  args.layer_type = layer_type.c_str();
+  args.num_options = static_cast<int64_t>(options.size());
+  args.options = flat.empty() ? nullptr : flat.data();
+  check(*session_, api->apply_scheme(layer_.get(), &args),
+        fmt::format("apply_scheme {} ({})", quant_type, name_));
+}
+
+std::vector<ParamInfo> Layer::params() const {
+  const kvq_plugin_api* api = &session_->api();
+  require(*session_, KVQ_API_HAS(api, param_info), "param_info");
+  const int64_t count = info().num_params;
+  std::vector<ParamInfo> out;
+  for (int64_t i = 0; i < count; ++i) {
+    kvq_param_info raw{};
+    raw.struct_size = KVQ_PARAM_INFO_SIZE;
+    check(*session_, api->param_info(layer_.get(), i, &raw),
+          fmt::format("param_info {} ({})", i, name_));
+    ParamInfo p;
+    p.name = text(raw.name);
+    p.loader = text(raw.loader);
+    p.dtype = raw.dtype;
+    if (raw.ndim < 0 || raw.ndim > KVQ_MAX_DIMS) {
+      throw Error(session_->describe(
+          fmt::format("param_info {} ({}) reports ndim {}", i, name_, raw.ndim)));
+    }
+    p.shape.assign(raw.shape, raw.shape + raw.ndim);
+    p.trainable = raw.trainable != 0;
+    p.derived = raw.derived != 0;
+    p.loaded = raw.loaded != 0;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+void Layer::param_load(const std::string& name, const kvq_tensor& loaded, int32_t tp_rank,
+                       int32_t tp_size) {
+  const kvq_plugin_api* api = &session_->api();
+  require(*session_, KVQ_API_HAS(api, param_load), "param_load");
+  check(*session_, api->param_load(layer_.get(), name.c_str(), &loaded, tp_rank, tp_size),
+        fmt::format("param_load {}", name));
+}
+
+void Layer::param_read(const std::string& name, const kvq_tensor& dst) const {
+  const kvq_plugin_api* api = &session_->api();
+  require(*session_, KVQ_API_HAS(api, param_read), "param_read");
+  check(*session_, api->param_read(layer_.get(), name.c_str(), &dst),
+        fmt::format("param_read {}", name));
+}
+
+void Layer::process_weights() {
+  const kvq_plugin_api* api = &session_->api();
+  require(*session_, KVQ_API_HAS(api, process_weights), "process_weights");
+  check(*session_, api->process_weights(layer_.get()), fmt::format("process_weights ({})", name_));
 }
 
 }  // namespace kvq::host

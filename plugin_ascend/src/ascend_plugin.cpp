@@ -2,6 +2,8 @@
 // (static per-channel INT8) KV cache reached by the C8 scheme's class upgrade,
 // and the FAKQuant / INT8_DYNAMIC attention schemes.
 #include "c8_scheme.hpp"
+#include "fakquant_scheme.hpp"
+#include "indexer_scheme.hpp"
 #include "quant_description.hpp"
 
 #include "kvq_sdk/abi_export.hpp"
@@ -21,15 +23,6 @@ std::string resolve_mode(std::string_view s) {
        s);
 }
 
-SchemeDefinition scheme(const char* quant_type, const char* description) {
-  SchemeDefinition s;
-  s.quant_type = quant_type;
-  s.layer_type = "attention";
-  s.description = description;
-  s.supported = false;  // listed so hosts see them; apply_scheme answers UNSUPPORTED until built
-  return s;
-}
-
 }  // namespace
 
 const PluginDefinition& plugin_definition() {
@@ -44,6 +37,8 @@ const PluginDefinition& plugin_definition() {
     b.modes = unquantized_modes();
     b.modes.push_back({"int8", "C8: static per-channel int8 with offsets (set by the C8 scheme)",
                        KVQ_DTYPE_I8, true, false, true});
+    b.modes.push_back(ascend::indexer_mode());  // "int8_indexer", set by INT8_DYNAMIC
+    b.modes.push_back(ascend::fakquant_mode());  // "int8_latent", set by FAKQuant
     b.resolve_mode = resolve_mode;
     b.make_impl = [](const LayerConfig& c, const ModeDefinition& m) -> std::unique_ptr<LayerImpl> {
       // PrefillNoCache attends over the batch's float K/V, as vllm-ascend does.
@@ -52,10 +47,11 @@ const PluginDefinition& plugin_definition() {
     };
     d.backends.push_back(std::move(b));
     d.schemes.add(ascend::c8_scheme());
-    d.schemes.add(scheme("FAKQuant", "MLA int8 latent cache with dynamic per-(token, head) query"));
-    d.schemes.add(scheme("INT8_DYNAMIC", "sparse-attention lightning indexer, dynamic int8"));
+    d.schemes.add(ascend::fakquant_scheme());
+    d.schemes.add(ascend::indexer_scheme());
     d.loaders["default"] = default_weight_loader;
     d.loaders["c8_kv_scale"] = ascend::c8_scale_loader;
+    d.loaders["fa_quant"] = ascend::fa_quant_loader;
     d.select_scheme = ascend::select_attention_scheme;
     return d;
   }();

@@ -156,6 +156,7 @@ Instance::Instance(const PluginDefinition& def, const kvq_host_info& host, uint3
     bi.description = b.description.c_str();
     bi.num_kv_modes = static_cast<int64_t>(list.size());
     bi.kv_modes = list.data();
+    bi.attention_states = b.attention_states;
     backend_list_.push_back(&bi);
   }
   for (const auto& s : def.schemes.all()) {

@@ -73,7 +73,7 @@ _Static_assert(KVQ_TENSOR_SIZE == 160, "KVQ_TENSOR_SIZE");
 _Static_assert(KVQ_HOST_INFO_SIZE == 40, "KVQ_HOST_INFO_SIZE");
 _Static_assert(KVQ_PROBE_RESULT_SIZE == 32, "KVQ_PROBE_RESULT_SIZE");
 _Static_assert(KVQ_KV_MODE_INFO_SIZE == 32, "KVQ_KV_MODE_INFO_SIZE");
-_Static_assert(KVQ_BACKEND_INFO_SIZE == 40, "KVQ_BACKEND_INFO_SIZE");
+_Static_assert(KVQ_BACKEND_INFO_SIZE == 48, "KVQ_BACKEND_INFO_SIZE");
 _Static_assert(KVQ_NAME_RULE_SIZE == 24, "KVQ_NAME_RULE_SIZE");
 _Static_assert(KVQ_SCHEME_INFO_SIZE == 56, "KVQ_SCHEME_INFO_SIZE");
 _Static_assert(KVQ_PLUGIN_INFO_SIZE == 88, "KVQ_PLUGIN_INFO_SIZE");
@@ -178,7 +178,7 @@ _Static_assert(offsetof(kvq_kv_mode_info, reserved) == 31, "offsetof(kvq_kv_mode
 _Static_assert(FIELD_SIZE(kvq_kv_mode_info, reserved) == 1, "sizeof(kvq_kv_mode_info.reserved)");
 
 /* kvq_backend_info */
-_Static_assert(sizeof(kvq_backend_info) == 40, "sizeof(kvq_backend_info)");
+_Static_assert(sizeof(kvq_backend_info) == 48, "sizeof(kvq_backend_info)");
 _Static_assert(_Alignof(kvq_backend_info) == 8, "alignof(kvq_backend_info)");
 _Static_assert(offsetof(kvq_backend_info, struct_size) == 0,
                "offsetof(kvq_backend_info, struct_size)");
@@ -196,6 +196,12 @@ _Static_assert(FIELD_SIZE(kvq_backend_info, num_kv_modes) == 8,
                "sizeof(kvq_backend_info.num_kv_modes)");
 _Static_assert(offsetof(kvq_backend_info, kv_modes) == 32, "offsetof(kvq_backend_info, kv_modes)");
 _Static_assert(FIELD_SIZE(kvq_backend_info, kv_modes) == 8, "sizeof(kvq_backend_info.kv_modes)");
+_Static_assert(offsetof(kvq_backend_info, attention_states) == 40,
+               "offsetof(kvq_backend_info, attention_states)");
+_Static_assert(FIELD_SIZE(kvq_backend_info, attention_states) == 4,
+               "sizeof(kvq_backend_info.attention_states)");
+_Static_assert(offsetof(kvq_backend_info, reserved) == 44, "offsetof(kvq_backend_info, reserved)");
+_Static_assert(FIELD_SIZE(kvq_backend_info, reserved) == 4, "sizeof(kvq_backend_info.reserved)");
 
 /* kvq_name_rule */
 _Static_assert(sizeof(kvq_name_rule) == 24, "sizeof(kvq_name_rule)");

@@ -225,6 +225,19 @@ TEST_F(DeploymentTest, CheckpointIsAcceptedButExclusiveWithModel) {
               HasSubstr("model or checkpoint, not both"));
 }
 
+TEST_F(DeploymentTest, KvCacheDtypeMayComeFromTheCheckpoint) {
+  const Deployment d = parse(
+      "plugin: {path: fake_plugin.so}\nbackend: ascend\ncheckpoint: ckpt\n"
+      "kv_cache: {block_size: 32, num_blocks: 8}\n");
+  EXPECT_EQ(d.kv_cache.dtype, "");
+  EXPECT_EQ(d.locations.kv_cache_dtype.line, 4);
+  // Without a checkpoint it is still required.
+  EXPECT_THAT(error_of("plugin: {path: fake_plugin.so}\nbackend: triton\n"
+                       "model: {num_layers: 1, num_heads: 2, num_kv_heads: 1, head_size: 64, "
+                       "dtype: bf16}\nkv_cache: {block_size: 16, num_blocks: 8}\n"),
+              HasSubstr("dtype"));
+}
+
 TEST(EmbeddedDeploymentTest, DefaultParsesWithThePluginNextToTheExecutable) {
   const Deployment d = load_default_deployment(DeploymentParseOptions{"/opt/kvq/bin", false});
   EXPECT_EQ(d.source, kEmbeddedDeploymentName);

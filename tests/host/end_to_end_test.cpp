@@ -215,18 +215,19 @@ TEST(EndToEndTest, ConformNeedsTheSuiteNextToKvq) {
   EXPECT_THAT(result.err, AllOf(HasSubstr("kvq-conform"), HasSubstr(suite.string())));
 }
 
-TEST(EndToEndTest, CheckpointIsNotBuiltYet) {
+TEST(EndToEndTest, AMissingCheckpointIsRefusedAtItsLine) {
   const ScratchDir dir;
   const auto file =
       dir.write("deploy.yaml", std::string("plugin: {path: '") + KVQ_TEST_STUB_PLUGIN +
                                    "'}\nbackend: stub\ncheckpoint: ckpt\n"
-                                   "kv_cache: {dtype: bfloat16, block_size: 16, num_blocks: 8}\n");
+                                   "kv_cache: {block_size: 16, num_blocks: 8}\n");
   try {
     run_benchmark(load_deployment_file(file, DeploymentParseOptions{}));
-    FAIL() << "checkpoint loading is not built";
+    FAIL() << "a missing checkpoint directory was accepted";
   } catch (const DeploymentError& e) {
     EXPECT_THAT(std::string(e.what()),
-                AllOf(HasSubstr("line 3"), HasSubstr("checkpoint loading is not built yet")));
+                AllOf(HasSubstr("line 3"), HasSubstr((dir.path() / "ckpt").string()),
+                      HasSubstr("does not exist")));
   }
 }
 

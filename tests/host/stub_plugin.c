@@ -72,8 +72,9 @@ static void stub_instance_destroy(kvq_instance* instance) {
 static const kvq_kv_mode_info kMode = {
     KVQ_KV_MODE_INFO_SIZE, "bfloat16", "unquantized", 0, 1, 0, 0, 0};
 static const kvq_kv_mode_info* const kModes[] = {&kMode};
-static const kvq_backend_info kBackend = {KVQ_BACKEND_INFO_SIZE, "stub", "refuses every layer", 1,
-                                          kModes};
+static const kvq_backend_info kBackend = {
+    KVQ_BACKEND_INFO_SIZE,           "stub", "refuses every layer", 1, kModes,
+    1u << KVQ_ATTN_PREFILL_NO_CACHE, 0};
 static const kvq_backend_info* const kBackends[] = {&kBackend};
 
 static kvq_error* stub_get_info(const kvq_instance* instance, kvq_plugin_info* out) {

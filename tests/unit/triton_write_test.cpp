@@ -381,6 +381,22 @@ TEST_P(NonFiniteWrite, RefusedNamingTokenAndHeadAndNothingWritten) {
   }
 }
 
+// Spec §3: a slot >= num_blocks * block_size is bad input: error, nothing written.
+TEST_P(NonFiniteWrite, OutOfRangeSlotRefusedAndNothingWritten) {
+  Plugin p(triton_plugin_path());
+  Config c;
+  c.mode = GetParam();
+  LayerPtr layer = make_layer(p, c);
+  Cache cache(p, layer.get(), 2);
+  const std::vector<unsigned char> before = cache.bytes(), guard = cache.guard_bytes();
+  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 1.0, 35);
+  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 1.0, 36);
+  const CallResult r = write_kv(p, layer.get(), k, v, {0, 1, 2 * kBs}, cache);
+  EXPECT_EQ(r.code, KVQ_ERR_OUT_OF_RANGE) << r.message;
+  EXPECT_TRUE(cache.bytes() == before) << "the cache changed on a refused write";
+  EXPECT_TRUE(cache.guard_bytes() == guard);
+}
+
 INSTANTIATE_TEST_SUITE_P(QuantizedModes, NonFiniteWrite,
                          ::testing::Values("int8_per_token_head", "fp8_per_token_head",
                                            "int4_per_token_head", "fp8", "fp8_e4m3", "fp8_e5m2"));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kvq_host/checkpoint.hpp"
 #include "kvq_host/deployment.hpp"
 #include "kvq_host/kv_cache_buffer.hpp"
 #include "kvq_host/plugin.hpp"
@@ -33,8 +34,11 @@ class AttentionModel {
  public:
   // Creates the layers (backend and KV mode from the deployment) and the KV
   // cache. Plugin refusals are rethrown naming the deployment line of the
-  // value at fault (backend, kv_cache.dtype).
-  AttentionModel(const Plugin& plugin, const Deployment& deployment, const ModelShape& shape);
+  // value at fault (backend, kv_cache.dtype). With a checkpoint, each layer's
+  // scheme comes from it (plan_checkpoint_layer) and its parameters are
+  // loaded from it before the cache is sized.
+  AttentionModel(const Plugin& plugin, const Deployment& deployment, const ModelShape& shape,
+                 const Checkpoint* checkpoint = nullptr);
 
   // The layer's cache_write then forward over `batch` (which holds the
   // layer's Q/K/V). Throws PluginError on a refusal.
@@ -43,12 +47,15 @@ class AttentionModel {
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
   const KvCacheSizing& sizing() const { return sizing_; }
   const Layer& layer(int64_t index) const { return layers_[static_cast<size_t>(index)]; }
+  // The scheme applied to each layer ("" = none).
+  const std::vector<std::string>& schemes() const { return schemes_; }
 
  private:
   // Declared before the layers, so the layers are destroyed while the cache
   // memory they were given is still there.
   std::vector<KvCacheBuffer> caches_;
   std::vector<Layer> layers_;
+  std::vector<std::string> schemes_;
   KvCacheSizing sizing_;
 };
 

@@ -50,7 +50,7 @@ struct ModelSection {
 };
 
 struct KvCacheSection {
-  std::string dtype;  // a mode string, passed to the plugin verbatim
+  std::string dtype;  // a mode string, passed to the plugin verbatim; "" = from the checkpoint
   int64_t block_size = 16;
   std::optional<double> memory_gib;  // exactly one of memory_gib and num_blocks
   std::optional<int64_t> num_blocks;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvq_host/log_bridge.hpp"
@@ -33,6 +34,7 @@ struct BackendInfo {
   std::string name;
   std::string description;
   std::vector<KvModeInfo> kv_modes;
+  uint32_t attention_states = 0;  // bit (1 << KVQ_ATTN_x) per state; 0 = not reported
 };
 
 struct NameRule {
@@ -61,6 +63,8 @@ struct PluginInfo {
   std::vector<SchemeInfo> schemes;
 
   const BackendInfo* find_backend(const std::string& name) const;
+  const SchemeInfo* find_scheme(const std::string& quant_type,
+                                const std::string& layer_type) const;
 };
 
 struct ProbeResult {
@@ -81,6 +85,20 @@ struct LayerInfo {
   int32_t element_dtype = 0;
   int64_t num_params = 0;
 };
+
+// An owned copy of param_info.
+struct ParamInfo {
+  std::string name;    // full name: layer_name + "." + local name
+  std::string loader;  // "" = not loadable
+  int32_t dtype = 0;
+  std::vector<int64_t> shape;
+  bool trainable = false;
+  bool derived = false;
+  bool loaded = false;
+};
+
+// Flat key/value options (kvq_scheme_args.options).
+using SchemeOptions = std::vector<std::pair<std::string, std::string>>;
 
 namespace detail {
 // The negotiated instance plus everything that must live as long as it: the
@@ -112,6 +130,15 @@ class Plugin {
   // layer_create. The config's struct_size is set here.
   Layer create_layer(const kvq_layer_config& config) const;
 
+  // The optional select_scheme hook: the quant_type the plugin chooses for
+  // the layer from a quantization description ("" = unquantized). nullopt
+  // when the plugin has no hook or answers UNSUPPORTED (it does not read
+  // descriptions); any other refusal throws PluginError.
+  std::optional<std::string> select_scheme(const std::string& description,
+                                           const std::string& source,
+                                           const std::string& layer_prefix,
+                                           const std::string& layer_type) const;
+
  private:
   Plugin(std::shared_ptr<detail::Session> session, PluginInfo info);
   std::shared_ptr<detail::Session> session_;
@@ -129,6 +156,18 @@ class Layer {
   void cache_init(const kvq_tensor& kv_cache);
   void cache_write(const kvq_cache_write_args& args);
   void forward(const kvq_forward_args& args);
+  // supports(): throws the PluginError forward would raise for these
+  // arguments; returns when the plugin has no supports().
+  void check_supports(const kvq_forward_args& args) const;
+
+  // Schemes and parameters (throw Error when the plugin lacks the function).
+  void apply_scheme(const std::string& quant_type, const std::string& layer_type,
+                    const SchemeOptions& options = {});
+  std::vector<ParamInfo> params() const;  // param_info for every index
+  void param_load(const std::string& name, const kvq_tensor& loaded, int32_t tp_rank,
+                  int32_t tp_size);
+  void param_read(const std::string& name, const kvq_tensor& dst) const;
+  void process_weights();
 
   const std::string& name() const { return name_; }
 

@@ -84,6 +84,11 @@ class LayerImpl {
   virtual void process_weights(Layer& layer);
 };
 
+constexpr uint32_t kAllAttentionStates =
+    (1u << KVQ_ATTN_PREFILL_NO_CACHE) | (1u << KVQ_ATTN_PREFILL_CACHE_HIT) |
+    (1u << KVQ_ATTN_DECODE_ONLY) | (1u << KVQ_ATTN_CHUNKED_PREFILL) |
+    (1u << KVQ_ATTN_SPEC_DECODING);
+
 struct ModeDefinition {
   std::string name;
   std::string description;
@@ -97,7 +102,8 @@ struct BackendDefinition {
   std::string name;
   std::string description;
   std::vector<ModeDefinition> modes;
-  std::vector<std::string> option_keys;  // layer options this backend reads
+  std::vector<std::string> option_keys;             // layer options this backend reads
+  uint32_t attention_states = kAllAttentionStates;  // bit (1 << KVQ_ATTN_x) per accepted state
   // Maps a user's kv_cache_dtype string to a mode name of `modes`; throws
   // INVALID_ARGUMENT for an unknown string.
   std::function<std::string(std::string_view user_string)> resolve_mode;
