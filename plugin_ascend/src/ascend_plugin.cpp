@@ -37,7 +37,7 @@ const PluginDefinition& plugin_definition() {
     b.modes = unquantized_modes();
     b.modes.push_back({"int8", "C8: static per-channel int8 with offsets (set by the C8 scheme)",
                        KVQ_DTYPE_I8, true, false, true});
-    b.modes.push_back(ascend::indexer_mode());  // "int8_indexer", set by INT8_DYNAMIC
+    b.modes.push_back(ascend::indexer_mode());
     b.modes.push_back(ascend::fakquant_mode());  // "int8_latent", set by FAKQuant
     b.resolve_mode = resolve_mode;
     b.make_impl = [](const LayerConfig& c, const ModeDefinition& m) -> std::unique_ptr<LayerImpl> {

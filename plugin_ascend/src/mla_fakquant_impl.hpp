@@ -17,7 +17,14 @@
 //   zero when max|q_nope| is 0 (the latent term of every score is then 0);
 //   score_j = ((q_int8 · k_int8_j) * sq * s_k + q_pe · k_pe_j) * softmax_scale
 //   over the keys j < seq_len; output = sum_j softmax_j * (k_int8_j * s_k).
-// softmax_scale is the layer config's (0 = 1/sqrt(head_size)).
+// softmax_scale is the layer config's (0 = 1/sqrt(head_size)). Scores and
+// sums are float32. A non-finite query element is NON_FINITE.
+//
+// Batches: DecodeOnly, and ChunkedPrefill / SpecDecoding whose sequences all
+// have query_len <= 1; any other state or a longer query is UNSUPPORTED (a
+// DecodeOnly batch with a longer query is malformed: INVALID_ARGUMENT, as in
+// C8), as are ALiBi, sinks, sliding windows and softcap. check_forward says
+// so, so supports() agrees with forward.
 #pragma once
 
 #include "kvq_sdk/plugin.hpp"

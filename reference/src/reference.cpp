@@ -111,22 +111,21 @@ double decode_fp8(int32_t dtype, uint8_t code) {
 
 uint8_t encode_fp8(int32_t dtype, double value) {
   if (std::isnan(value)) return 0x7F;
-  const double max = dtype == KVQ_DTYPE_F8_E4M3FN ? 448.0 : 57344.0;
-  const double x = std::clamp(value, -max, max);
-  int best = -1;
-  double best_err = 0.0;
-  for (int c = 0; c < 256; ++c) {
-    const double v = fp8_value(dtype, static_cast<uint8_t>(c));
-    if (!std::isfinite(v)) continue;
-    if (v == 0.0 && std::signbit(v) != std::signbit(x)) continue;  // keep the sign of zero
-    const double err = std::fabs(v - x);
-    const bool even = (c & 1) == 0;  // the mantissa's last bit
-    if (best < 0 || err < best_err || (err == best_err && even)) {
-      best = c;
-      best_err = err;
-    }
+  // The finite non-negative codes in increasing value order (0x00..0x7E for
+  // e4m3fn, 0x00..0x7B for e5m2): positive codes sort like their values.
+  const int last = dtype == KVQ_DTYPE_F8_E4M3FN ? 0x7E : 0x7B;
+  const double max = fp8_value(dtype, static_cast<uint8_t>(last));
+  const double a = std::min(std::fabs(value), max);
+  int lo = 0, hi = last;  // find neighbours v(lo) <= a <= v(hi)
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    (fp8_value(dtype, static_cast<uint8_t>(mid)) <= a ? lo : hi) = mid;
   }
-  return static_cast<uint8_t>(best);
+  const double dl = a - fp8_value(dtype, static_cast<uint8_t>(lo));
+  const double dh = fp8_value(dtype, static_cast<uint8_t>(hi)) - a;
+  // Nearest; on a tie the code with the even mantissa (its last bit clear).
+  const int code = dl < dh ? lo : dh < dl ? hi : ((lo & 1) == 0 ? lo : hi);
+  return static_cast<uint8_t>(code | (std::signbit(value) ? 0x80 : 0x00));
 }
 
 double round_to(int32_t dtype, double value) {

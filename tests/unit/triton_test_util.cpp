@@ -33,6 +33,8 @@ CallResult create_layer(Plugin& p, const Config& c, LayerPtr* out) {
   cfg.num_kv_heads = c.num_kv_heads;
   cfg.head_size = c.head_size;
   cfg.block_size = c.block_size;
+  cfg.sliding_window = c.sliding_window;
+  cfg.softcap = c.softcap;
   cfg.tp_size = 1;
   cfg.num_options = static_cast<int64_t>(options.size() / 2);
   cfg.options = options.empty() ? nullptr : options.data();
@@ -329,6 +331,8 @@ std::vector<double> reference_attention(
   prob.num_heads = hq;
   prob.num_kv_heads = hkv;
   prob.head_size = d;
+  prob.sliding_window = c.sliding_window;
+  prob.softcap = c.softcap;
   prob.query_start_loc.push_back(0);
   for (const Seq& s : seqs) {
     prob.query_start_loc.push_back(prob.query_start_loc.back() + static_cast<int32_t>(s.query_len));

@@ -26,6 +26,8 @@ struct Config {
   std::string mode = "auto";
   int32_t model_dtype = KVQ_DTYPE_BF16;
   int64_t num_heads = 4, num_kv_heads = 2, head_size = 64, block_size = 16;
+  int64_t sliding_window = 0;        // 0 = none
+  double softcap = 0.0;              // 0 = none
   std::vector<std::string> options;  // flat key, value, key, value, ...
 };
 

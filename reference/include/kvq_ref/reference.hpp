@@ -23,9 +23,9 @@ void store(int32_t dtype, void* data, int64_t index, double value);
 // (round-to-nearest-even; fp8 saturates to ±max), returned as float64.
 double round_to(int32_t dtype, double value);
 
-// fp8 by exhaustive search over the 256 codes: nearest finite value, ties to
-// the code with an even mantissa, saturating to ±max. Deliberately slow and
-// obviously right.
+// fp8 by search over the decoded values of the codes: nearest finite value,
+// ties to the code with an even mantissa, saturating to ±max (written from
+// the format's definition, independently of the plugins' bit arithmetic).
 uint8_t encode_fp8(int32_t dtype, double value);
 double decode_fp8(int32_t dtype, uint8_t code);
 
