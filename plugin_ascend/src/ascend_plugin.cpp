@@ -16,10 +16,12 @@ namespace {
 std::string resolve_mode(std::string_view s) {
   const std::string plain = unquantized_mode_name(s);
   if (!plain.empty()) return plain;
-  if (s == "int8") return "int8";
+  // Cache modes a scheme sets (C8, FAKQuant, INT8_DYNAMIC): known, but layer_create refuses them.
+  if (s == "int8" || s == "int8_latent" || s == "int8_indexer") return std::string(s);
   fail(KVQ_ERR_INVALID_ARGUMENT,
        "unknown kv_cache_dtype '{}'; expected auto, bfloat16, float16, float32, half or float "
-       "(the int8 C8 cache is set by the C8 scheme)",
+       "(int8, int8_latent and int8_indexer caches are set by the C8, FAKQuant and INT8_DYNAMIC "
+       "schemes)",
        s);
 }
 

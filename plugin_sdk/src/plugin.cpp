@@ -94,8 +94,9 @@ void LayerImpl::cache_init(const Layer& layer, const CacheView& cache) const {
   std::memset(cache.base(), 0, static_cast<size_t>(cache.num_blocks() * g.bytes_per_block));
   if (!layer.mode().per_token_head) return;
   const float one = 1.0f;
+  const int planes = cache.keys_only() ? 1 : 2;
   for (int64_t b = 0; b < cache.num_blocks(); ++b)
-    for (int kv = 0; kv < 2; ++kv)
+    for (int kv = 0; kv < planes; ++kv)
       for (int64_t s = 0; s < g.block_size; ++s)
         for (int64_t h = 0; h < g.num_kv_heads; ++h) {
           const int64_t d = kv == 0 ? g.head_size : g.head_size_v;
