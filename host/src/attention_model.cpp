@@ -90,7 +90,8 @@ AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deploymen
       plan = plan_checkpoint_layer(plugin, deployment.backend, *checkpoint, i,
                                    deployment.kv_cache.dtype);
       kv_mode = plan->create_mode;
-      if (deployment.kv_cache.dtype.empty()) kv_mode_origin = "the KV cache mode chosen by " + plan->scheme_source;
+      if (deployment.kv_cache.dtype.empty())
+        kv_mode_origin = "the KV cache mode chosen by " + plan->scheme_source;
     }
     try {
       layers_.push_back(plugin.create_layer(layer_config(deployment, shape, i, name, kv_mode)));
@@ -98,9 +99,9 @@ AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deploymen
       explain_layer_refusal(error, plugin, deployment, kv_mode, kv_mode_origin);
     }
     if (plan) {
-      const CheckpointLoadReport report = load_checkpoint_weights(
-          plugin, layers_.back(), *checkpoint, i, *plan,
-          CheckpointLoadOptions{0, 1, shape.num_heads, shape.dtype});
+      const CheckpointLoadReport report =
+          load_checkpoint_weights(plugin, layers_.back(), *checkpoint, i, *plan,
+                                  CheckpointLoadOptions{0, 1, shape.num_heads, shape.dtype});
       schemes_.push_back(report.scheme);
       if (i == 0 || report.scheme != schemes_.front()) {
         spdlog::info("{}: scheme {} ({}), {} parameter(s) loaded from {}", name,

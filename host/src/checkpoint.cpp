@@ -48,14 +48,14 @@ std::optional<int64_t> config_integer(const std::filesystem::path& file, const j
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   if (!it->is_number_integer()) {
-    throw Error(fmt::format("{}: key \"{}\" must be an integer, not {}", file.string(), key,
-                            it->dump()));
+    throw Error(
+        fmt::format("{}: key \"{}\" must be an integer, not {}", file.string(), key, it->dump()));
   }
   const bool too_large =
       it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(max);
   if (too_large || it->get<int64_t>() < min || it->get<int64_t>() > max) {
-    throw Error(fmt::format("{}: key \"{}\" is {}; expected {}..{}", file.string(), key,
-                            it->dump(), min, max));
+    throw Error(fmt::format("{}: key \"{}\" is {}; expected {}..{}", file.string(), key, it->dump(),
+                            min, max));
   }
   return it->get<int64_t>();
 }
@@ -72,16 +72,17 @@ ModelDtype config_dtype(const std::filesystem::path& file, const json& j) {
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
     if (!it->is_string()) {
-      throw Error(fmt::format("{}: key \"{}\" must be a string, not {}", file.string(), key,
-                              it->dump()));
+      throw Error(
+          fmt::format("{}: key \"{}\" must be a string, not {}", file.string(), key, it->dump()));
     }
     const std::string text = it->get<std::string>();
     if (text == "bfloat16") return ModelDtype::kBf16;
     if (text == "float16" || text == "half") return ModelDtype::kFp16;
     if (text == "float32" || text == "float") return ModelDtype::kFp32;
-    throw Error(fmt::format("{}: key \"{}\" is \"{}\"; the host runs bfloat16, float16 or "
-                            "float32 models",
-                            file.string(), key, text));
+    throw Error(
+        fmt::format("{}: key \"{}\" is \"{}\"; the host runs bfloat16, float16 or "
+                    "float32 models",
+                    file.string(), key, text));
   }
   spdlog::warn("{}: no torch_dtype; assuming bfloat16", file.string());
   return ModelDtype::kBf16;
@@ -92,26 +93,28 @@ CheckpointConfig read_config(const std::filesystem::path& file) {
   CheckpointConfig c;
   c.num_layers = required_integer(file, j, "num_hidden_layers", 1, 4096);
   c.num_heads = required_integer(file, j, "num_attention_heads", 1, 65536);
-  c.num_kv_heads =
-      config_integer(file, j, "num_key_value_heads", 1, 65536).value_or(c.num_heads);
+  c.num_kv_heads = config_integer(file, j, "num_key_value_heads", 1, 65536).value_or(c.num_heads);
   if (c.num_heads % c.num_kv_heads != 0) {
-    throw Error(fmt::format("{}: num_attention_heads ({}) must be a multiple of "
-                            "num_key_value_heads ({})",
-                            file.string(), c.num_heads, c.num_kv_heads));
+    throw Error(
+        fmt::format("{}: num_attention_heads ({}) must be a multiple of "
+                    "num_key_value_heads ({})",
+                    file.string(), c.num_heads, c.num_kv_heads));
   }
   if (const auto head_dim = config_integer(file, j, "head_dim", 1, 4096)) {
     c.head_size = *head_dim;
   } else {
     const auto hidden = config_integer(file, j, "hidden_size", 1, int64_t{1} << 30);
     if (!hidden) {
-      throw Error(fmt::format("{}: needs \"head_dim\" or \"hidden_size\" (head_dim = "
-                              "hidden_size / num_attention_heads)",
-                              file.string()));
+      throw Error(
+          fmt::format("{}: needs \"head_dim\" or \"hidden_size\" (head_dim = "
+                      "hidden_size / num_attention_heads)",
+                      file.string()));
     }
     if (*hidden % c.num_heads != 0 || *hidden / c.num_heads > 4096) {
-      throw Error(fmt::format("{}: hidden_size {} is not num_attention_heads ({}) x a head "
-                              "size of at most 4096; give \"head_dim\"",
-                              file.string(), *hidden, c.num_heads));
+      throw Error(
+          fmt::format("{}: hidden_size {} is not num_attention_heads ({}) x a head "
+                      "size of at most 4096; give \"head_dim\"",
+                      file.string(), *hidden, c.num_heads));
     }
     c.head_size = *hidden / c.num_heads;
   }
@@ -227,9 +230,10 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
     throw Error(fmt::format("checkpoint {}: the directory does not exist", dir.string()));
   }
   if (!std::filesystem::is_directory(dir, ec)) {
-    throw Error(fmt::format("checkpoint {}: not a directory (a checkpoint is a directory with "
-                            "config.json and *.safetensors)",
-                            dir.string()));
+    throw Error(
+        fmt::format("checkpoint {}: not a directory (a checkpoint is a directory with "
+                    "config.json and *.safetensors)",
+                    dir.string()));
   }
   Checkpoint c;
   c.dir_ = dir;
@@ -260,8 +264,8 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
     if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
   }
   if (ec) {
-    throw Error(fmt::format("checkpoint {}: cannot list the directory: {}", dir.string(),
-                            ec.message()));
+    throw Error(
+        fmt::format("checkpoint {}: cannot list the directory: {}", dir.string(), ec.message()));
   }
   std::sort(files.begin(), files.end());
   std::map<std::string, std::filesystem::path> owner;
@@ -289,7 +293,8 @@ ModelSection Checkpoint::model() const {
 
 SchemeOptions Checkpoint::scheme_options() const {
   SchemeOptions options;
-  if (config_.kv_lora_rank) options.emplace_back("kv_lora_rank", std::to_string(*config_.kv_lora_rank));
+  if (config_.kv_lora_rank)
+    options.emplace_back("kv_lora_rank", std::to_string(*config_.kv_lora_rank));
   if (config_.qk_rope_head_dim) {
     options.emplace_back("qk_rope_head_dim", std::to_string(*config_.qk_rope_head_dim));
   }
@@ -320,7 +325,10 @@ CheckpointLayerPlan plan_checkpoint_layer(const Plugin& plugin, const std::strin
     plan.create_mode = deployment_mode.empty() ? "auto" : deployment_mode;
     if (const BackendInfo* b = plugin.info().find_backend(backend)) {
       for (const auto& mode : b->kv_modes) {
-        if (mode.name == plan.create_mode && mode.element_dtype != 0) {
+        const bool float_cache = mode.element_dtype == 0 || mode.element_dtype == KVQ_DTYPE_F32 ||
+                                 mode.element_dtype == KVQ_DTYPE_F16 ||
+                                 mode.element_dtype == KVQ_DTYPE_BF16;
+        if (mode.name == plan.create_mode && !float_cache) {
           throw Error(fmt::format(
               "kv_cache.dtype '{}' is a quantized cache mode, but {} already selects scheme {} "
               "for {}; omit kv_cache.dtype (or use auto) with this checkpoint",
@@ -332,10 +340,11 @@ CheckpointLayerPlan plan_checkpoint_layer(const Plugin& plugin, const std::strin
   }
   std::string mode = deployment_mode;
   plan.scheme_source = "kv_cache.dtype";
-  if (mode.empty() && !checkpoint.description_kv_cache_scheme().empty()) {
+  // "auto" in the deployment means "as the checkpoint says", like omitting it.
+  if ((mode.empty() || mode == "auto") && !checkpoint.description_kv_cache_scheme().empty()) {
     mode = checkpoint.description_kv_cache_scheme();
-    plan.scheme_source = fmt::format("{} (\"{}\")", description_source,
-                                     kDescriptionKvCacheSchemeKey);
+    plan.scheme_source =
+        fmt::format("{} (\"{}\")", description_source, kDescriptionKvCacheSchemeKey);
   }
   if (mode.empty()) mode = "auto";
   const SchemeInfo* scheme = plugin.info().find_scheme(mode, "attention");
@@ -388,9 +397,10 @@ CheckpointLoadReport load_checkpoint_weights(const Plugin& plugin, Layer& layer,
       const auto param = params.find(target);
       if (param == params.end()) {
         if (mapped) {
-          spdlog::warn("{}: tensor '{}' of {} maps to '{}', which the layer does not declare; "
-                       "dropped",
-                       where, t.name, file.path().string(), target);
+          spdlog::warn(
+              "{}: tensor '{}' of {} maps to '{}', which the layer does not declare; "
+              "dropped",
+              where, t.name, file.path().string(), target);
           report.dropped_tensors.push_back(t.name);
         } else {
           spdlog::debug("{}: tensor '{}' is not one of the layer's parameters; ignored", where,
@@ -399,9 +409,10 @@ CheckpointLoadReport load_checkpoint_weights(const Plugin& plugin, Layer& layer,
         continue;
       }
       if (param->second.loader.empty() || param->second.derived) {
-        spdlog::warn("{}: tensor '{}' of {} names parameter '{}', which is derived, not loaded; "
-                     "dropped",
-                     where, t.name, file.path().string(), target);
+        spdlog::warn(
+            "{}: tensor '{}' of {} names parameter '{}', which is derived, not loaded; "
+            "dropped",
+            where, t.name, file.path().string(), target);
         report.dropped_tensors.push_back(t.name);
         continue;
       }
@@ -409,14 +420,13 @@ CheckpointLoadReport load_checkpoint_weights(const Plugin& plugin, Layer& layer,
         const AlignedTensor view(t);
         layer.param_load(target, view.view(), options.tp_rank, options.tp_size);
       } catch (const Error& e) {
-        throw Error(fmt::format("{}: loading tensor '{}' ({} {}) from {} into parameter '{}' "
-                                "(tp rank {} of {}) failed: {}",
-                                where, t.name, safetensors_dtype_name(t.dtype),
-                                shape_text(t.shape), file.path().string(), target,
-                                options.tp_rank, options.tp_size, e.what()));
+        throw Error(
+            fmt::format("{}: loading tensor '{}' ({} {}) from {} into parameter '{}' "
+                        "(tp rank {} of {}) failed: {}",
+                        where, t.name, safetensors_dtype_name(t.dtype), shape_text(t.shape),
+                        file.path().string(), target, options.tp_rank, options.tp_size, e.what()));
       }
-      spdlog::debug("{}: loaded '{}' from '{}' ({})", where, target, t.name,
-                    file.path().string());
+      spdlog::debug("{}: loaded '{}' from '{}' ({})", where, target, t.name, file.path().string());
       report.loaded_params.push_back(target);
       report.loaded_from.push_back(
           fmt::format("'{}' from {} -> {}", t.name, file.path().string(), target));
@@ -441,10 +451,11 @@ CheckpointLoadReport load_checkpoint_weights(const Plugin& plugin, Layer& layer,
     }
   }
   if (!report.unloaded_parameters.empty()) {
-    spdlog::warn("{}: the checkpoint has no tensor for {} (scheme {}); they keep their initial "
-                 "values",
-                 where, fmt::join(report.unloaded_parameters, ", "),
-                 report.scheme.empty() ? "none" : report.scheme);
+    spdlog::warn(
+        "{}: the checkpoint has no tensor for {} (scheme {}); they keep their initial "
+        "values",
+        where, fmt::join(report.unloaded_parameters, ", "),
+        report.scheme.empty() ? "none" : report.scheme);
   }
   try {
     check_ready(layer, options);

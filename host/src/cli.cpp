@@ -37,11 +37,12 @@ commands:
         Run the conformance suite (the kvq-conform binary next to kvq).
   make-checkpoint OUT_DIR --mode C8|fp8 [--layers N] [--heads H] [--kv-heads K]
                   [--head-size D] [--dtype bf16|fp16|fp32] [--seed S] [--asymmetric]
-                  [--force]
+                  [--calibration-tokens N] [--force]
         Write a checkpoint directory (config.json, quant_model_description.json,
         model.safetensors) for the synthetic model, with KV scales calibrated
         on the activation generator (defaults: 4 layers, 16 heads, 4 KV heads,
-        head size 128, bf16, seed 0; C8 scales symmetric). Use it with
+        head size 128, bf16, seed 0, 32768 calibration tokens; C8 scales
+        symmetric, max|x|/127 per channel). Use it with
         `checkpoint: OUT_DIR` and the same workload.seed as --seed.
         FAKQuant and INT8_DYNAMIC checkpoints are not built yet.
 
@@ -127,14 +128,14 @@ std::string unbuilt_mode_message(const std::string& mode, const std::string& plu
   try {
     const Plugin plugin = Plugin::load(plugin_path);
     const SchemeInfo* scheme = plugin.info().find_scheme(mode, "attention");
-    plugin_view = scheme == nullptr ? fmt::format("plugin '{}' does not list it",
-                                                  plugin.info().name)
-                  : scheme->supported
-                      ? fmt::format("plugin '{}' supports the scheme, but kvq make-checkpoint "
-                                    "cannot write its tensors yet",
-                                    plugin.info().name)
-                      : fmt::format("plugin '{}' lists the scheme as not built",
-                                    plugin.info().name);
+    plugin_view =
+        scheme == nullptr ? fmt::format("plugin '{}' does not list it", plugin.info().name)
+        : scheme->supported
+            ? fmt::format(
+                  "plugin '{}' supports the scheme, but kvq make-checkpoint "
+                  "cannot write its tensors yet",
+                  plugin.info().name)
+            : fmt::format("plugin '{}' lists the scheme as not built", plugin.info().name);
   } catch (const Error& e) {
     plugin_view = fmt::format("no plugin to ask ({})", e.what());
   }
@@ -164,8 +165,11 @@ int command_make_checkpoint(const std::vector<std::string>& args) {
     } else if (a == "--dtype") {
       const std::string value = take_value(args, i);
       const auto parsed = parse_model_dtype(value);
-      if (!parsed) throw UsageError(fmt::format("--dtype must be bf16, fp16 or fp32, got '{}'", value));
+      if (!parsed)
+        throw UsageError(fmt::format("--dtype must be bf16, fp16 or fp32, got '{}'", value));
       options.dtype = *parsed;
+    } else if (a == "--calibration-tokens") {
+      options.calibration_tokens = integer_value(a, take_value(args, i));
     } else if (a == "--asymmetric") {
       options.asymmetric = true;
     } else if (a == "--force") {
@@ -184,7 +188,8 @@ int command_make_checkpoint(const std::vector<std::string>& args) {
   if (!mode) throw UsageError("make-checkpoint needs --mode C8|fp8");
   if (*mode == "FAKQuant" || *mode == "INT8_DYNAMIC") {
     if (plugin_path.empty()) {
-      plugin_path = (executable_dir() / ".." / "lib" / "libkvq_ascend.so").lexically_normal().string();
+      plugin_path =
+          (executable_dir() / ".." / "lib" / "libkvq_ascend.so").lexically_normal().string();
     }
     throw Error(unbuilt_mode_message(*mode, plugin_path));
   }

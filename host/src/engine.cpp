@@ -9,8 +9,8 @@
 #include "kvq_host/accuracy.hpp"
 #include "kvq_host/activation_generator.hpp"
 #include "kvq_host/attention_model.hpp"
-#include "kvq_host/checkpoint.hpp"
 #include "kvq_host/block_allocator.hpp"
+#include "kvq_host/checkpoint.hpp"
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/engine_clock.hpp"
 #include "kvq_host/plugin.hpp"
@@ -59,16 +59,18 @@ std::optional<Checkpoint> open_checkpoint(const Deployment& deployment) {
   try {
     Checkpoint checkpoint = Checkpoint::open(*deployment.checkpoint);
     const CheckpointConfig& c = checkpoint.config();
-    spdlog::info("checkpoint {}: {} layers, {} heads, {} KV heads, head size {}, {}, {} "
-                 "safetensors file(s){}",
-                 deployment.checkpoint->string(), c.num_layers, c.num_heads, c.num_kv_heads,
-                 c.head_size, model_dtype_name(c.dtype), checkpoint.files().size(),
-                 checkpoint.description() ? ", with " + std::string(kQuantDescriptionFile) : "");
+    spdlog::info(
+        "checkpoint {}: {} layers, {} heads, {} KV heads, head size {}, {}, {} "
+        "safetensors file(s){}",
+        deployment.checkpoint->string(), c.num_layers, c.num_heads, c.num_kv_heads, c.head_size,
+        model_dtype_name(c.dtype), checkpoint.files().size(),
+        checkpoint.description() ? ", with " + std::string(kQuantDescriptionFile) : "");
     if (c.activation_seed && *c.activation_seed != deployment.workload.seed) {
-      spdlog::warn("checkpoint {}: its scales were calibrated on the activation generator with "
-                   "seed {}, but workload.seed is {} (outlier channels differ by seed; expect "
-                   "poor accuracy)",
-                   deployment.checkpoint->string(), *c.activation_seed, deployment.workload.seed);
+      spdlog::warn(
+          "checkpoint {}: its scales were calibrated on the activation generator with "
+          "seed {}, but workload.seed is {} (outlier channels differ by seed; expect "
+          "poor accuracy)",
+          deployment.checkpoint->string(), *c.activation_seed, deployment.workload.seed);
     }
     return checkpoint;
   } catch (const DeploymentError&) {
@@ -96,8 +98,7 @@ ModelShape model_shape(const ModelSection& model) {
 // are destroyed in reverse (layers before the plugin instance).
 class ServingLoop {
  public:
-  ServingLoop(const Deployment& deployment, const RunOptions& options,
-              const Checkpoint* checkpoint)
+  ServingLoop(const Deployment& deployment, const RunOptions& options, const Checkpoint* checkpoint)
       : deployment_(deployment),
         options_(options),
         plugin_(load_plugin(deployment)),

@@ -29,12 +29,12 @@ constexpr double kMinScale = 1e-6;
 // [kv head][channel].
 template <typename Visit>
 void for_each_calibration_token(const ActivationGenerator& generator, Projection projection,
-                                int64_t layer, Visit&& visit) {
+                                int64_t layer, int64_t tokens, Visit&& visit) {
   const int64_t width = generator.heads(projection) * generator.width(projection);
   std::vector<float> values(static_cast<size_t>(width));
-  for (int64_t i = 0; i < kCalibrationTokens; ++i) {
+  for (int64_t i = 0; i < tokens; ++i) {
     const uint64_t content = kCalibrationContent + static_cast<uint64_t>(i % kCalibrationTexts);
-    const int64_t position = i * kCalibrationPositions / kCalibrationTokens;
+    const int64_t position = i * kCalibrationPositions / tokens;
     generator.fill_token(projection, content, position, layer, values);
     visit(values);
   }
@@ -72,9 +72,10 @@ void check_options(const MakeCheckpointOptions& o) {
                             o.num_heads, o.num_kv_heads));
   }
   if (o.mode != "C8" && o.mode != "fp8") {
-    throw Error(fmt::format("make-checkpoint: --mode '{}' is not built yet (built: C8, fp8)",
-                            o.mode));
+    throw Error(
+        fmt::format("make-checkpoint: --mode '{}' is not built yet (built: C8, fp8)", o.mode));
   }
+  in_range("--calibration-tokens", o.calibration_tokens, int64_t{1} << 24);
   if (o.asymmetric && o.mode != "C8") {
     throw Error("make-checkpoint: --asymmetric applies to --mode C8 only");
   }
@@ -83,17 +84,18 @@ void check_options(const MakeCheckpointOptions& o) {
 }  // namespace
 
 C8Scales calibrate_c8(const ActivationGenerator& generator, Projection projection, int64_t layer,
-                      bool asymmetric) {
+                      bool asymmetric, int64_t calibration_tokens) {
   const size_t width =
       static_cast<size_t>(generator.heads(projection) * generator.width(projection));
   std::vector<double> lo(width, std::numeric_limits<double>::infinity());
   std::vector<double> hi(width, -std::numeric_limits<double>::infinity());
-  for_each_calibration_token(generator, projection, layer, [&](const std::vector<float>& values) {
-    for (size_t c = 0; c < width; ++c) {
-      lo[c] = std::min(lo[c], static_cast<double>(values[c]));
-      hi[c] = std::max(hi[c], static_cast<double>(values[c]));
-    }
-  });
+  for_each_calibration_token(generator, projection, layer, calibration_tokens,
+                             [&](const std::vector<float>& values) {
+                               for (size_t c = 0; c < width; ++c) {
+                                 lo[c] = std::min(lo[c], static_cast<double>(values[c]));
+                                 hi[c] = std::max(hi[c], static_cast<double>(values[c]));
+                               }
+                             });
   C8Scales out;
   out.scale.resize(width);
   out.offset.resize(width);
@@ -103,9 +105,8 @@ C8Scales calibrate_c8(const ActivationGenerator& generator, Projection projectio
       const double high = std::max(hi[c], 0.0);
       const double scale = std::max((high - low) / 255.0, kMinScale);
       out.scale[c] = static_cast<float>(scale);
-      out.offset[c] = static_cast<float>(
-          std::clamp(std::nearbyint(-low / static_cast<double>(out.scale[c])) - 128.0, -128.0,
-                     127.0));
+      out.offset[c] = static_cast<float>(std::clamp(
+          std::nearbyint(-low / static_cast<double>(out.scale[c])) - 128.0, -128.0, 127.0));
     } else {
       const double amax = std::max(std::abs(lo[c]), std::abs(hi[c]));
       out.scale[c] = static_cast<float>(std::max(amax / 127.0, kMinScale));
@@ -115,11 +116,14 @@ C8Scales calibrate_c8(const ActivationGenerator& generator, Projection projectio
   return out;
 }
 
-float calibrate_fp8(const ActivationGenerator& generator, Projection projection, int64_t layer) {
+float calibrate_fp8(const ActivationGenerator& generator, Projection projection, int64_t layer,
+                    int64_t calibration_tokens) {
   double amax = 0.0;
-  for_each_calibration_token(generator, projection, layer, [&](const std::vector<float>& values) {
-    for (const float v : values) amax = std::max(amax, static_cast<double>(std::abs(v)));
-  });
+  for_each_calibration_token(generator, projection, layer, calibration_tokens,
+                             [&](const std::vector<float>& values) {
+                               for (const float v : values)
+                                 amax = std::max(amax, static_cast<double>(std::abs(v)));
+                             });
   return static_cast<float>(std::max(amax / 448.0, kMinScale));
 }
 
@@ -133,13 +137,14 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) {
-    throw Error(fmt::format("make-checkpoint: cannot create {}: {}", out_dir.string(),
-                            ec.message()));
+    throw Error(
+        fmt::format("make-checkpoint: cannot create {}: {}", out_dir.string(), ec.message()));
   }
   if (!o.force && std::filesystem::exists(out_dir / kCheckpointConfigFile)) {
-    throw Error(fmt::format("make-checkpoint: {} already holds a checkpoint ({}); pass --force "
-                            "to overwrite it",
-                            out_dir.string(), kCheckpointConfigFile));
+    throw Error(
+        fmt::format("make-checkpoint: {} already holds a checkpoint ({}); pass --force "
+                    "to overwrite it",
+                    out_dir.string(), kCheckpointConfigFile));
   }
   if (o.force) {
     // A stale shard from an earlier run would be loaded too.
@@ -170,7 +175,8 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
     for (int64_t layer = 0; layer < o.num_layers; ++layer) {
       for (const auto& [proj, projection] :
            {std::pair{"k_proj", Projection::kKey}, std::pair{"v_proj", Projection::kValue}}) {
-        const C8Scales scales = calibrate_c8(generator, projection, layer, o.asymmetric);
+        const C8Scales scales =
+            calibrate_c8(generator, projection, layer, o.asymmetric, o.calibration_tokens);
         const std::string base = fmt::format("{}.{}.", attention_layer_prefix(layer), proj);
         tensors.push_back(NamedTensor::f32(base + "kv_cache_scale", {channels}, scales.scale));
         tensors.push_back(NamedTensor::f32(base + "kv_cache_offset", {channels}, scales.offset));
@@ -184,7 +190,7 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
     for (int64_t layer = 0; layer < o.num_layers; ++layer) {
       for (const auto& [name, projection] :
            {std::pair{"k_scale", Projection::kKey}, std::pair{"v_scale", Projection::kValue}}) {
-        const float scale = calibrate_fp8(generator, projection, layer);
+        const float scale = calibrate_fp8(generator, projection, layer, o.calibration_tokens);
         tensors.push_back(NamedTensor::f32(
             fmt::format("{}.{}", attention_layer_prefix(layer), name), {}, std::span(&scale, 1)));
       }
@@ -196,17 +202,17 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
   const std::map<std::string, std::string> metadata = {
       {"format", "pt"},
       {"kvq_mode", o.mode},
-      {"kvq_calibration",
-       fmt::format("{} tokens of the activation generator (seed {}), {}", kCalibrationTokens,
-                   o.seed,
-                   o.mode == "fp8" ? "max|x|/448 per tensor"
-                   : o.asymmetric  ? "asymmetric per channel"
-                                   : "symmetric per channel max|x|/127")}};
+      {"kvq_calibration", fmt::format("{} tokens of the activation generator (seed {}), {}",
+                                      o.calibration_tokens, o.seed,
+                                      o.mode == "fp8" ? "max|x|/448 per tensor"
+                                      : o.asymmetric  ? "asymmetric per channel"
+                                                      : "symmetric per channel max|x|/127")}};
   write_safetensors(out_dir / "model.safetensors", tensors, metadata);
-  spdlog::info("wrote {} checkpoint to {}: {} layers, {} heads, {} KV heads, head size {}, {} "
-               "tensors",
-               o.mode, out_dir.string(), o.num_layers, o.num_heads, o.num_kv_heads, o.head_size,
-               tensors.size());
+  spdlog::info(
+      "wrote {} checkpoint to {}: {} layers, {} heads, {} KV heads, head size {}, {} "
+      "tensors",
+      o.mode, out_dir.string(), o.num_layers, o.num_heads, o.num_kv_heads, o.head_size,
+      tensors.size());
 }
 
 }  // namespace kvq::host

@@ -249,9 +249,8 @@ std::optional<std::string> Plugin::select_scheme(const std::string& description,
   const kvq_plugin_api* api = &session_->api();
   if (!KVQ_API_HAS(api, select_scheme)) return std::nullopt;
   const char* quant_type = nullptr;
-  kvq_error* raw =
-      api->select_scheme(session_->instance.get(), description.c_str(), source.c_str(),
-                         layer_prefix.c_str(), layer_type.c_str(), &quant_type);
+  kvq_error* raw = api->select_scheme(session_->instance.get(), description.c_str(), source.c_str(),
+                                      layer_prefix.c_str(), layer_type.c_str(), &quant_type);
   if (raw != nullptr && api->error_code(raw) == KVQ_ERR_UNSUPPORTED) {
     api->error_destroy(raw);
     return std::nullopt;

@@ -27,9 +27,9 @@ struct DtypeName {
   int32_t dtype;
 };
 constexpr DtypeName kDtypes[] = {
-    {"F32", KVQ_DTYPE_F32},         {"F16", KVQ_DTYPE_F16},         {"BF16", KVQ_DTYPE_BF16},
-    {"I8", KVQ_DTYPE_I8},           {"U8", KVQ_DTYPE_U8},           {"F8_E4M3", KVQ_DTYPE_F8_E4M3FN},
-    {"F8_E5M2", KVQ_DTYPE_F8_E5M2}, {"I32", KVQ_DTYPE_I32},         {"I64", KVQ_DTYPE_I64},
+    {"F32", KVQ_DTYPE_F32},         {"F16", KVQ_DTYPE_F16}, {"BF16", KVQ_DTYPE_BF16},
+    {"I8", KVQ_DTYPE_I8},           {"U8", KVQ_DTYPE_U8},   {"F8_E4M3", KVQ_DTYPE_F8_E4M3FN},
+    {"F8_E5M2", KVQ_DTYPE_F8_E5M2}, {"I32", KVQ_DTYPE_I32}, {"I64", KVQ_DTYPE_I64},
     {"F64", KVQ_DTYPE_F64},
 };
 
@@ -95,8 +95,8 @@ json parse_header(const std::filesystem::path& path, std::string_view text) {
     if (duplicate_owner.empty()) {
       refuse(path, fmt::format("duplicate key '{}' in the header", *duplicate));
     }
-    refuse(path, fmt::format("duplicate key '{}' in the header entry '{}'", *duplicate,
-                             duplicate_owner));
+    refuse(path,
+           fmt::format("duplicate key '{}' in the header entry '{}'", *duplicate, duplicate_owner));
   }
   return header;
 }
@@ -198,12 +198,12 @@ SafetensorsTensor read_entry(const std::filesystem::path& path, const std::strin
                               begin, end, data_size));
   }
   if (end - begin != static_cast<uint64_t>(bytes)) {
-    refuse_tensor(path, name,
-                  fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs "
-                              "{} x {} = {} bytes",
-                              begin, end, end - begin, shape_text(t.shape),
-                              safetensors_dtype_name(t.dtype), numel, abi_dtype_size(t.dtype),
-                              bytes));
+    refuse_tensor(
+        path, name,
+        fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs "
+                    "{} x {} = {} bytes",
+                    begin, end, end - begin, shape_text(t.shape), safetensors_dtype_name(t.dtype),
+                    numel, abi_dtype_size(t.dtype), bytes));
   }
   t.begin = begin;
   t.end = end;
@@ -347,8 +347,8 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
       }
       for (const auto& [meta_key, meta_value] : value.items()) {
         if (!meta_value.is_string()) {
-          refuse(path, fmt::format("\"__metadata__\" entry '{}' must be a string, not {}",
-                                   meta_key, meta_value.dump()));
+          refuse(path, fmt::format("\"__metadata__\" entry '{}' must be a string, not {}", meta_key,
+                                   meta_value.dump()));
         }
         file.metadata_[meta_key] = meta_value.get<std::string>();
       }
@@ -383,10 +383,21 @@ NamedTensor NamedTensor::f32(std::string name, std::vector<int64_t> shape,
 
 std::string safetensors_bytes(const std::vector<NamedTensor>& tensors,
                               const std::map<std::string, std::string>& metadata) {
+  // As the reference implementation lays data out: larger element types
+  // first, then by name, so every tensor starts aligned for its type (the
+  // data buffer itself starts 8-byte aligned).
   std::vector<const NamedTensor*> ordered;
   for (const auto& t : tensors) ordered.push_back(&t);
-  std::sort(ordered.begin(), ordered.end(),
-            [](const NamedTensor* a, const NamedTensor* b) { return a->name < b->name; });
+  std::sort(ordered.begin(), ordered.end(), [](const NamedTensor* a, const NamedTensor* b) {
+    const int64_t sa = abi_dtype_size(a->dtype), sb = abi_dtype_size(b->dtype);
+    return sa != sb ? sa > sb : a->name < b->name;
+  });
+  std::set<std::string_view> names;
+  for (const NamedTensor* t : ordered) {
+    if (!names.insert(t->name).second) {
+      throw Error(fmt::format("safetensors writer: tensor '{}' given twice", t->name));
+    }
+  }
 
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -396,13 +407,10 @@ std::string safetensors_bytes(const std::vector<NamedTensor>& tensors,
     if (t.name.empty() || t.name == "__metadata__") {
       throw Error(fmt::format("safetensors writer: invalid tensor name '{}'", t.name));
     }
-    if (i > 0 && ordered[i - 1]->name == t.name) {
-      throw Error(fmt::format("safetensors writer: tensor '{}' given twice", t.name));
-    }
     int64_t numel = 1;
     for (const int64_t dim : t.shape) {
-      if (dim < 0) throw Error(fmt::format("safetensors writer: tensor '{}' has a negative dim",
-                                           t.name));
+      if (dim < 0)
+        throw Error(fmt::format("safetensors writer: tensor '{}' has a negative dim", t.name));
       numel *= dim;
     }
     const uint64_t expected = static_cast<uint64_t>(numel * abi_dtype_size(t.dtype));

