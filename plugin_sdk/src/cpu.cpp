@@ -1,5 +1,10 @@
 #include "kvq_sdk/cpu.hpp"
 
+#include "attention_kernels.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
 namespace kvq::sdk {
 
 std::string cpu_features() {
@@ -22,8 +27,64 @@ std::string cpu_features() {
   return out;
 }
 
-const char* simd_level() {
+const char* simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return "avx512";
+    case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kPortable: break;
+  }
   return "portable";
 }
 
+bool simd_level_supported(SimdLevel level) {
+  if (level == SimdLevel::kPortable) return true;
+#if defined(KVQ_X86_KERNELS)
+  // __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state.
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (level == SimdLevel::kAvx2) return avx2;
+  return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+SimdLevel choose_level() {
+  if (const char* forced = std::getenv("KVQ_SIMD")) {
+    for (SimdLevel l : {SimdLevel::kAvx512, SimdLevel::kAvx2, SimdLevel::kPortable})
+      if (std::strcmp(forced, simd_level_name(l)) == 0 && simd_level_supported(l)) return l;
+  }
+  for (SimdLevel l : {SimdLevel::kAvx512, SimdLevel::kAvx2})
+    if (simd_level_supported(l)) return l;
+  return SimdLevel::kPortable;
+}
+
+}  // namespace
+
+SimdLevel simd_choice() {
+  static const SimdLevel level = choose_level();  // immutable once chosen
+  return level;
+}
+
+const char* simd_level() {
+  return simd_level_name(simd_choice());
+}
+
+namespace kernels {
+
+const KernelSet& active_kernels() {
+  switch (simd_choice()) {
+#if defined(KVQ_X86_KERNELS)
+    case SimdLevel::kAvx512: return avx512_kernels();
+    case SimdLevel::kAvx2: return avx2_kernels();
+#endif
+    default: return portable_kernels();
+  }
+}
+
+}  // namespace kernels
 }  // namespace kvq::sdk

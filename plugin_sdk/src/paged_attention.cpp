@@ -1,5 +1,6 @@
 #include "kvq_sdk/paged_attention.hpp"
 
+#include "attention_kernels.hpp"
 #include "kvq_sdk/dtype.hpp"
 #include "kvq_sdk/error.hpp"
 #include "kvq_sdk/plugin.hpp"
@@ -16,7 +17,8 @@ namespace kvq::sdk {
 namespace {
 
 constexpr int64_t kQueryChunk = 32;  // query tokens per work item
-constexpr int64_t kKeyTile = 64;     // keys decoded per tile
+constexpr int64_t kKeyTile = kernels::kKeyTile;
+constexpr int64_t kMinSegmentTiles = 4;  // key tiles per decode segment, at least
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 template <int32_t Dtype>
@@ -44,12 +46,6 @@ void decode_per_token_head(const unsigned char* row, int64_t n, float, float* ou
   std::memcpy(&scale, row + n * dtype_size(Dtype), 4);
   decode_plain<Dtype>(row, n, scale, out);
 }
-
-// Partial softmax state of one query row over a key segment.
-struct RowState {
-  float m;  // running maximum
-  float l;  // running sum of exp(s - m)
-};
 
 struct WorkItem {
   int64_t seq, kv_head, q_begin, q_end, k_begin, k_end;
@@ -85,6 +81,73 @@ RowDecoder row_decoder(int32_t element_dtype, bool per_token_head) {
        per_token_head ? " per token-head" : "");
 }
 
+RowFormat row_format(int32_t element_dtype, bool per_token_head, int32_t round_to) {
+  const auto make = [&](RowEncoding e) { return RowFormat{e, per_token_head, round_to}; };
+  if (per_token_head) {
+    if (round_to == 0) {
+      if (element_dtype == KVQ_DTYPE_I8) return make(RowEncoding::kI8);
+      if (element_dtype == KVQ_DTYPE_F8_E4M3FN) return make(RowEncoding::kE4M3);
+    }
+  } else if (element_dtype == KVQ_DTYPE_F8_E4M3FN || element_dtype == KVQ_DTYPE_F8_E5M2) {
+    if (round_to == 0 || round_to == KVQ_DTYPE_BF16 || round_to == KVQ_DTYPE_F16)
+      return make(element_dtype == KVQ_DTYPE_F8_E4M3FN ? RowEncoding::kE4M3 : RowEncoding::kE5M2);
+  } else if (round_to == 0) {
+    if (element_dtype == KVQ_DTYPE_F32) return make(RowEncoding::kF32);
+    if (element_dtype == KVQ_DTYPE_BF16) return make(RowEncoding::kBF16);
+    if (element_dtype == KVQ_DTYPE_F16) return make(RowEncoding::kF16);
+  }
+  fail(KVQ_ERR_INTERNAL, "no row format for {}{} rounded to {}", dtype_name(element_dtype),
+       per_token_head ? " per token-head" : "", round_to == 0 ? "nothing" : dtype_name(round_to));
+}
+
+namespace {
+
+int32_t encoding_dtype(RowEncoding e) {
+  switch (e) {
+    case RowEncoding::kF32: return KVQ_DTYPE_F32;
+    case RowEncoding::kBF16: return KVQ_DTYPE_BF16;
+    case RowEncoding::kF16: return KVQ_DTYPE_F16;
+    case RowEncoding::kI8: return KVQ_DTYPE_I8;
+    case RowEncoding::kE4M3: return KVQ_DTYPE_F8_E4M3FN;
+    case RowEncoding::kE5M2: return KVQ_DTYPE_F8_E5M2;
+  }
+  return KVQ_DTYPE_F32;
+}
+
+// Scalar decode of a RowFormat row (load(), for sources that wrap this one).
+void decode_format(const RowFormat& f, const unsigned char* row, int64_t n, float scale,
+                   float* out) {
+  const int32_t dt = encoding_dtype(f.encoding);
+  const int64_t es = dtype_size(dt);
+  if (f.per_token_head) std::memcpy(&scale, row + n * es, 4);
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = load_float(dt, row + i * es) * scale;
+    out[i] = f.round_to == KVQ_DTYPE_BF16  ? round_bf16(x)
+             : f.round_to == KVQ_DTYPE_F16 ? f16_to_float(float_to_f16(x))
+                                           : x;
+  }
+}
+
+void check_scales(const ForwardBatch& batch, const std::vector<float>& k,
+                  const std::vector<float>& v) {
+  const auto heads = static_cast<size_t>(batch.cache.geometry().num_kv_heads);
+  for (const auto* s : {&k, &v})
+    if (s->size() != 1 && s->size() != heads)
+      fail(KVQ_ERR_INTERNAL, "{} scales for {} KV heads", s->size(), heads);
+}
+
+}  // namespace
+
+PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowFormat format,
+                             std::vector<float> k_scales, std::vector<float> v_scales)
+    : batch_(batch),
+      direct_(true),
+      format_(format),
+      k_scales_(std::move(k_scales)),
+      v_scales_(std::move(v_scales)) {
+  check_scales(batch, k_scales_, v_scales_);
+}
+
 PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
                              std::vector<float> k_scales, std::vector<float> v_scales)
     : batch_(batch),
@@ -92,10 +155,14 @@ PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, Row
       decode_v_(decode_v),
       k_scales_(std::move(k_scales)),
       v_scales_(std::move(v_scales)) {
-  const auto heads = static_cast<size_t>(batch.cache.geometry().num_kv_heads);
-  for (const auto* s : {&k_scales_, &v_scales_})
-    if (s->size() != 1 && s->size() != heads)
-      fail(KVQ_ERR_INTERNAL, "{} scales for {} KV heads", s->size(), heads);
+  check_scales(batch, k_scales_, v_scales_);
+}
+
+float PagedKvSource::k_scale(int64_t kv_head) const {
+  return k_scales_.size() == 1 ? k_scales_[0] : k_scales_[static_cast<size_t>(kv_head)];
+}
+float PagedKvSource::v_scale(int64_t kv_head) const {
+  return v_scales_.size() == 1 ? v_scales_[0] : v_scales_[static_cast<size_t>(kv_head)];
 }
 
 void PagedKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
@@ -103,13 +170,48 @@ void PagedKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
   const CacheView& c = batch_.cache;
   const int64_t bs = c.geometry().block_size, d = c.geometry().head_size,
                 dv = c.geometry().head_size_v;
-  const float ks = k_scales_.size() == 1 ? k_scales_[0] : k_scales_[static_cast<size_t>(kv_head)];
-  const float vs = v_scales_.size() == 1 ? v_scales_[0] : v_scales_[static_cast<size_t>(kv_head)];
+  const float ks = k_scale(kv_head), vs = v_scale(kv_head);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t j = first + i;
     const int64_t block = batch_.block(seq, j / bs), slot = j % bs;
-    decode_k_(c.row(block, 0, slot, kv_head), d, ks, k + i * d);
-    decode_v_(c.row(block, 1, slot, kv_head), dv, vs, v + i * dv);
+    const unsigned char* kr = c.row(block, 0, slot, kv_head);
+    const unsigned char* vr = c.row(block, 1, slot, kv_head);
+    if (direct_) {
+      decode_format(format_, kr, d, ks, k + i * d);
+      decode_format(format_, vr, dv, vs, v + i * dv);
+    } else {
+      decode_k_(kr, d, ks, k + i * d);
+      decode_v_(vr, dv, vs, v + i * dv);
+    }
+  }
+}
+
+bool PagedKvSource::direct(int64_t kv_head, RowFormat* format, float* k_scale_out,
+                           float* v_scale_out) const {
+  if (!direct_) return false;
+  *format = format_;
+  *k_scale_out = k_scale(kv_head);
+  *v_scale_out = v_scale(kv_head);
+  return true;
+}
+
+void PagedKvSource::rows(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
+                         const unsigned char** k, const unsigned char** v) const {
+  const CacheView& c = batch_.cache;
+  const int64_t bs = c.geometry().block_size;
+  // Within a block the rows of consecutive slots are a fixed stride apart.
+  const int64_t stride = c.geometry().num_kv_heads * c.geometry().row_bytes;
+  int64_t i = 0;
+  while (i < n) {
+    const int64_t j = first + i, slot = j % bs, run = std::min(n - i, bs - slot);
+    const int64_t block = batch_.block(seq, j / bs);
+    const unsigned char* kr = c.row(block, 0, slot, kv_head);
+    const unsigned char* vr = c.row(block, 1, slot, kv_head);
+    for (int64_t x = 0; x < run; ++x) {
+      k[i + x] = kr + x * stride;
+      v[i + x] = vr + x * stride;
+    }
+    i += run;
   }
 }
 
@@ -164,19 +266,39 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
   const int64_t num_seqs = static_cast<int64_t>(b.seqs.size());
   const float scale = o.softmax_scale;
 
-  // Key segments per item: split long decodes when there are too few
-  // (sequence, KV head) pairs to keep every thread busy.
-  int64_t splits = o.num_splits;
+  // A task is what one thread runs: the items of one (sequence, query chunk,
+  // key segment) for one KV head, or for all KV heads when the chunk has few
+  // rows (decode): then each tile of blocks is read for every head at once,
+  // a sequential sweep the hardware prefetchers follow, instead of one row
+  // in num_kv_heads per head.
+  const auto grouped = [&](int64_t chunk_len) {
+    return chunk_len * group <= 2 * kernels::kRowBlock;
+  };
+
+  // Key segments per chunk: split long decodes when there are too few tasks
+  // to keep every thread busy. Four tasks per thread, not one, so a thread
+  // that the OS delays does not hold up the call; segments of at least
+  // kMinSegmentTiles tiles keep the prefetch ahead of the kernels.
+  int64_t splits = o.num_splits, min_segment = kKeyTile;
   if (splits <= 0) {
     splits = 1;
-    const int64_t pairs = num_seqs * hkv;
-    if (b.max_query_len == 1 && pairs > 0 && pairs < 2 * o.num_threads)
-      splits = std::min<int64_t>(16, (2 * o.num_threads + pairs - 1) / pairs);
+    const int64_t tasks = grouped(1) ? num_seqs : num_seqs * hkv;
+    if (b.max_query_len == 1 && o.num_threads > 1 && tasks > 0 && tasks < 4 * o.num_threads) {
+      splits = std::min<int64_t>(16, (4 * o.num_threads + tasks - 1) / tasks);
+      min_segment = kMinSegmentTiles * kKeyTile;
+    }
   }
 
   // Build the work list; every item owns rows [out_slot, out_slot + rows) of
-  // the partial buffers.
+  // the partial buffers. Items are ordered (sequence, chunk, KV head,
+  // segment), as the merge below expects.
+  struct Task {
+    size_t first;   // item of the first KV head
+    size_t stride;  // items between consecutive KV heads
+    int64_t heads;  // KV heads in the task
+  };
   std::vector<WorkItem> items;
+  std::vector<Task> tasks;
   int64_t total_rows = 0;
   for (int64_t s = 0; s < num_seqs; ++s) {
     const SequenceSlice& q = b.seqs[static_cast<size_t>(s)];
@@ -186,92 +308,132 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
       const int64_t lo = o.sliding_window > 0
                              ? std::max<int64_t>(0, q.context_len + q0 - o.sliding_window + 1)
                              : 0;
-      const int64_t n_split =
-          std::max<int64_t>(1, std::min(splits, (hi - lo + kKeyTile - 1) / kKeyTile));
+      const int64_t n_split = std::max<int64_t>(1, std::min(splits, (hi - lo) / min_segment));
       const int64_t per = (hi - lo + n_split - 1) / n_split;
+      const size_t base = items.size();
       for (int64_t g = 0; g < hkv; ++g)
         for (int64_t sp = 0; sp < n_split; ++sp) {
           const int64_t kb = std::min(hi, lo + sp * per), ke = std::min(hi, lo + (sp + 1) * per);
           items.push_back({s, g, q0, q1, kb, ke, total_rows});
           total_rows += (q1 - q0) * group;
         }
+      const auto stride = static_cast<size_t>(n_split);
+      for (int64_t sp = 0; sp < n_split; ++sp) {
+        const size_t first = base + static_cast<size_t>(sp);
+        if (grouped(q1 - q0))
+          tasks.push_back({first, stride, hkv});
+        else
+          for (int64_t g = 0; g < hkv; ++g)
+            tasks.push_back({first + static_cast<size_t>(g) * stride, stride, 1});
+      }
     }
   }
 
-  std::vector<RowState> states(static_cast<size_t>(total_rows));
+  std::vector<float> maxes(static_cast<size_t>(total_rows)), sums(maxes.size());
   std::vector<float> acc(static_cast<size_t>(total_rows * dv));
   const bool has_alibi = b.alibi_slopes.present();
   const bool has_sinks = b.sinks.present();
+  const kernels::KernelSet& kernel = kernels::active_kernels();
+  const int64_t row_bytes = b.cache.geometry().row_bytes;
+
+  // Per-thread state of one KV head of a task.
+  struct HeadState {
+    kernels::ItemRows rows;
+    std::vector<float> q, slopes;
+    std::vector<int64_t> pos;
+    bool direct = false;
+    const unsigned char* krows[2][kKeyTile];
+    const unsigned char* vrows[2][kKeyTile];
+  };
 
 #pragma omp parallel num_threads(o.num_threads)
   {
-    std::vector<float> qbuf, kbuf(static_cast<size_t>(kKeyTile * d)),
-        vbuf(static_cast<size_t>(kKeyTile * dv));
-    float scores[kKeyTile];
+    std::vector<HeadState> heads(static_cast<size_t>(hkv));
+    std::vector<float> kbuf, vbuf;
+    std::vector<float> scratch(static_cast<size_t>(kernels::scratch_floats(d, dv)));
 #pragma omp for schedule(dynamic, 1)
-    for (size_t it = 0; it < items.size(); ++it) {
-      const WorkItem& w = items[it];
-      const SequenceSlice& q = b.seqs[static_cast<size_t>(w.seq)];
-      const int64_t rows = (w.q_end - w.q_begin) * group;
-      qbuf.resize(static_cast<size_t>(rows * d));
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t token = q.query_start + w.q_begin + r / group;
-        const int64_t h = w.kv_head * group + r % group;
-        const unsigned char* src = b.query.at({token, h, 0});
-        const int64_t es = dtype_size(b.query.dtype()), st = b.query.stride(2);
-        const float qs = scale * scale_for(o.query_scales, h);
-        for (int64_t c2 = 0; c2 < d; ++c2)
-          qbuf[static_cast<size_t>(r * d + c2)] =
-              load_float(b.query.dtype(), src + c2 * st * es) * qs;
-      }
-      RowState* st = &states[static_cast<size_t>(w.out_slot)];
-      float* ac = &acc[static_cast<size_t>(w.out_slot * dv)];
-      for (int64_t r = 0; r < rows; ++r) st[r] = {kNegInf, 0.0f};
-      std::fill(ac, ac + rows * dv, 0.0f);
-
-      for (int64_t t0 = w.k_begin; t0 < w.k_end; t0 += kKeyTile) {
-        const int64_t n = std::min(kKeyTile, w.k_end - t0);
-        kv.load(w.seq, t0, n, w.kv_head, kbuf.data(), vbuf.data());
+    for (size_t ti = 0; ti < tasks.size(); ++ti) {
+      const Task& task = tasks[ti];
+      for (int64_t hh = 0; hh < task.heads; ++hh) {
+        const WorkItem& w = items[task.first + static_cast<size_t>(hh) * task.stride];
+        const SequenceSlice& q = b.seqs[static_cast<size_t>(w.seq)];
+        HeadState& hs = heads[static_cast<size_t>(hh)];
+        const int64_t rows = (w.q_end - w.q_begin) * group;
+        hs.q.resize(static_cast<size_t>(rows * d));
+        hs.pos.resize(static_cast<size_t>(rows));
+        hs.slopes.resize(has_alibi ? static_cast<size_t>(rows) : 0);
         for (int64_t r = 0; r < rows; ++r) {
-          const int64_t pos = q.context_len + w.q_begin + r / group;
+          const int64_t token = q.query_start + w.q_begin + r / group;
           const int64_t h = w.kv_head * group + r % group;
-          const float* qr = &qbuf[static_cast<size_t>(r * d)];
-          float tile_max = kNegInf;
-          for (int64_t i = 0; i < n; ++i) {
-            const int64_t j = t0 + i;
-            if (j > pos || (o.sliding_window > 0 && pos - j >= o.sliding_window)) {
-              scores[i] = kNegInf;
-              continue;
+          const unsigned char* src = b.query.at({token, h, 0});
+          const int64_t es = dtype_size(b.query.dtype()), st = b.query.stride(2);
+          const float qs = scale * scale_for(o.query_scales, h);
+          for (int64_t c2 = 0; c2 < d; ++c2)
+            hs.q[static_cast<size_t>(r * d + c2)] =
+                load_float(b.query.dtype(), src + c2 * st * es) * qs;
+          hs.pos[static_cast<size_t>(r)] = q.context_len + w.q_begin + r / group;
+          if (has_alibi) std::memcpy(&hs.slopes[static_cast<size_t>(r)], b.alibi_slopes.at({h}), 4);
+        }
+        kernels::ItemRows& ir = hs.rows;
+        ir.rows = rows;
+        ir.d = d;
+        ir.dv = dv;
+        ir.q = hs.q.data();
+        ir.pos = hs.pos.data();
+        ir.slopes = has_alibi ? hs.slopes.data() : nullptr;
+        ir.alibi_origin = q.context_len;
+        ir.window = o.sliding_window;
+        ir.softcap = o.softcap;
+        ir.quantize_p = o.quantize_p_e4m3;
+        ir.m = &maxes[static_cast<size_t>(w.out_slot)];
+        ir.l = &sums[static_cast<size_t>(w.out_slot)];
+        ir.acc = &acc[static_cast<size_t>(w.out_slot * dv)];
+        std::fill(ir.m, ir.m + rows, kNegInf);
+        std::fill(ir.l, ir.l + rows, 0.0f);
+        std::fill(ir.acc, ir.acc + rows * dv, 0.0f);
+        // Direct sources hand over their rows; others decode float tiles.
+        hs.direct = kv.direct(w.kv_head, &ir.format, &ir.k_scale, &ir.v_scale);
+        if (hs.direct && w.k_begin < w.k_end)
+          kv.rows(w.seq, w.k_begin, std::min(kKeyTile, w.k_end - w.k_begin), w.kv_head, hs.krows[0],
+                  hs.vrows[0]);
+      }
+      // Every head of a task has the same key segment.
+      const WorkItem& w0 = items[task.first];
+      for (int64_t t0 = w0.k_begin; t0 < w0.k_end; t0 += kKeyTile) {
+        const int64_t n = std::min(kKeyTile, w0.k_end - t0);
+        const int64_t t1 = t0 + kKeyTile,
+                      n1 = std::max<int64_t>(0, std::min(kKeyTile, w0.k_end - t1));
+        const size_t cur = static_cast<size_t>((t0 - w0.k_begin) / kKeyTile % 2);
+        for (int64_t hh = 0; hh < task.heads; ++hh) {
+          const WorkItem& w = items[task.first + static_cast<size_t>(hh) * task.stride];
+          HeadState& hs = heads[static_cast<size_t>(hh)];
+          kernels::KeyTile tile;
+          tile.first = t0;
+          tile.n = n;
+          if (hs.direct) {
+            // This tile's row pointers came with the previous one (double
+            // buffered), so the kernel can prefetch the next tile's rows.
+            if (n1 > 0) kv.rows(w.seq, t1, n1, w.kv_head, hs.krows[1 - cur], hs.vrows[1 - cur]);
+            tile.k = hs.krows[cur];
+            tile.v = hs.vrows[cur];
+            tile.next_n = n1;
+            tile.next_k = hs.krows[1 - cur];
+            tile.next_v = hs.vrows[1 - cur];
+            tile.k_bytes = tile.v_bytes = row_bytes;
+          } else {
+            kbuf.resize(static_cast<size_t>(kKeyTile * d));
+            vbuf.resize(static_cast<size_t>(kKeyTile * dv));
+            kv.load(w.seq, t0, n, w.kv_head, kbuf.data(), vbuf.data());
+            for (int64_t i = 0; i < n; ++i) {
+              hs.krows[0][i] =
+                  reinterpret_cast<const unsigned char*>(&kbuf[static_cast<size_t>(i * d)]);
+              hs.vrows[0][i] =
+                  reinterpret_cast<const unsigned char*>(&vbuf[static_cast<size_t>(i * dv)]);
             }
-            const float* kr = &kbuf[static_cast<size_t>(i * d)];
-            float dot = 0.0f;
-            for (int64_t c2 = 0; c2 < d; ++c2) dot += qr[c2] * kr[c2];
-            if (o.softcap > 0.0f) dot = o.softcap * std::tanh(dot / o.softcap);
-            if (has_alibi) {
-              float slope;
-              std::memcpy(&slope, b.alibi_slopes.at({h}), 4);
-              dot += slope * static_cast<float>(j - q.context_len);
-            }
-            scores[i] = dot;
-            tile_max = std::max(tile_max, dot);
+            tile.k = hs.krows[0];
+            tile.v = hs.vrows[0];
           }
-          if (tile_max == kNegInf) continue;
-          RowState& rs = st[r];
-          const float m_new = std::max(rs.m, tile_max);
-          const float factor = std::exp(rs.m - m_new);  // exp(-inf) = 0 on the first tile
-          float* a = ac + r * dv;
-          if (factor != 1.0f)
-            for (int64_t c2 = 0; c2 < dv; ++c2) a[c2] *= factor;
-          rs.l *= factor;
-          for (int64_t i = 0; i < n; ++i) {
-            if (scores[i] == kNegInf) continue;
-            float p = std::exp(scores[i] - m_new);
-            rs.l += p;
-            if (o.quantize_p_e4m3) p = e4m3_to_float(float_to_e4m3(p));
-            const float* vr = &vbuf[static_cast<size_t>(i * dv)];
-            for (int64_t c2 = 0; c2 < dv; ++c2) a[c2] += p * vr[c2];
-          }
-          rs.m = m_new;
+          kernel.tile(hs.rows, tile, scratch.data());
         }
       }
     }
@@ -294,7 +456,7 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
       const int64_t h = w.kv_head * group + r % group;
       float m = kNegInf;
       for (size_t k = it; k < end; ++k)
-        m = std::max(m, states[static_cast<size_t>(items[k].out_slot + r)].m);
+        m = std::max(m, maxes[static_cast<size_t>(items[k].out_slot + r)]);
       float sink = kNegInf;
       if (has_sinks) {
         std::memcpy(&sink, b.sinks.at({h}), 4);
@@ -303,10 +465,10 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
       float l = has_sinks ? std::exp(sink - m) : 0.0f;
       std::fill(merged.begin(), merged.end(), 0.0f);
       for (size_t k = it; k < end; ++k) {
-        const RowState& rs = states[static_cast<size_t>(items[k].out_slot + r)];
-        if (rs.m == kNegInf) continue;
-        const float f = std::exp(rs.m - m);
-        l += rs.l * f;
+        const auto slot = static_cast<size_t>(items[k].out_slot + r);
+        if (maxes[slot] == kNegInf) continue;
+        const float f = std::exp(maxes[slot] - m);
+        l += sums[slot] * f;
         const float* a = &acc[static_cast<size_t>((items[k].out_slot + r) * dv)];
         for (int64_t c2 = 0; c2 < dv; ++c2) merged[static_cast<size_t>(c2)] += a[c2] * f;
       }

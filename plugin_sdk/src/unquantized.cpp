@@ -64,8 +64,7 @@ void UnquantizedImpl::forward(Layer& layer, const ForwardBatch& b) {
   if (batch_kv_ && b.state == KVQ_ATTN_PREFILL_NO_CACHE) {
     paged_attention(layer.config(), b, BatchKvSource(b), o);
   } else {
-    const RowDecoder dec = row_decoder(cache_dtype_, false);
-    paged_attention(layer.config(), b, PagedKvSource(b, dec, dec), o);
+    paged_attention(layer.config(), b, PagedKvSource(b, row_format(cache_dtype_, false)), o);
   }
 }
 

@@ -14,38 +14,6 @@
 namespace kvq::triton {
 namespace {
 
-// fp8 * scale, then rounded to the query dtype, as vLLM dequantizes fp8
-// per-tensor K/V for a bf16/fp16 query.
-template <int32_t Fp8, int32_t Round>
-void decode_fp8_rounded(const unsigned char* row, int64_t n, float scale, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float x =
-        (Fp8 == KVQ_DTYPE_F8_E4M3FN ? sdk::e4m3_to_float(row[i]) : sdk::e5m2_to_float(row[i])) *
-        scale;
-    if constexpr (Round == KVQ_DTYPE_BF16)
-      out[i] = sdk::round_bf16(x);
-    else if constexpr (Round == KVQ_DTYPE_F16)
-      out[i] = sdk::f16_to_float(sdk::float_to_f16(x));
-    else
-      out[i] = x;
-  }
-}
-
-sdk::RowDecoder fp8_decoder(int32_t fp8, int32_t round_to) {
-  const bool e4 = fp8 == KVQ_DTYPE_F8_E4M3FN;
-  switch (round_to) {
-    case KVQ_DTYPE_BF16:
-      return e4 ? decode_fp8_rounded<KVQ_DTYPE_F8_E4M3FN, KVQ_DTYPE_BF16>
-                : decode_fp8_rounded<KVQ_DTYPE_F8_E5M2, KVQ_DTYPE_BF16>;
-    case KVQ_DTYPE_F16:
-      return e4 ? decode_fp8_rounded<KVQ_DTYPE_F8_E4M3FN, KVQ_DTYPE_F16>
-                : decode_fp8_rounded<KVQ_DTYPE_F8_E5M2, KVQ_DTYPE_F16>;
-    default:
-      return e4 ? decode_fp8_rounded<KVQ_DTYPE_F8_E4M3FN, 0>
-                : decode_fp8_rounded<KVQ_DTYPE_F8_E5M2, 0>;
-  }
-}
-
 // Reads (token, head) rows of key or value as floats.
 void read_row(const sdk::TensorView& t, int64_t token, int64_t head, int64_t n, float* out) {
   const unsigned char* p = t.at({token, head, 0});
@@ -181,8 +149,7 @@ void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
   switch (mode_) {
     case KvMode::kInt8PerTokenHead:
     case KvMode::kFp8PerTokenHead: {
-      const sdk::RowDecoder dec = sdk::row_decoder(element_dtype_, true);
-      sdk::paged_attention(c, b, sdk::PagedKvSource(b, dec, dec), o);
+      sdk::paged_attention(c, b, sdk::PagedKvSource(b, sdk::row_format(element_dtype_, true)), o);
       return;
     }
     case KvMode::kInt4PerTokenHead:
@@ -203,8 +170,11 @@ void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
   scales_.resolve(layer, element_dtype_ == KVQ_DTYPE_F8_E5M2);
   if (!fp8_query) {
     // K and V dequantized (fp8 * scale) and rounded to the query dtype.
-    const sdk::RowDecoder dec = fp8_decoder(element_dtype_, c.model_dtype);
-    sdk::paged_attention(c, b, sdk::PagedKvSource(b, dec, dec, scales_.k(), scales_.v()), o);
+    const int32_t round_to = c.model_dtype == KVQ_DTYPE_F32 ? 0 : c.model_dtype;
+    sdk::paged_attention(c, b,
+                         sdk::PagedKvSource(b, sdk::row_format(element_dtype_, false, round_to),
+                                            scales_.k(), scales_.v()),
+                         o);
     return;
   }
   // FP8 query: scores fold softmax_scale * q_scale * k_scale, P is rounded to
@@ -215,8 +185,8 @@ void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
   o.output_scales.resize(static_cast<size_t>(c.num_heads));
   for (int64_t h = 0; h < c.num_heads; ++h)
     o.output_scales[static_cast<size_t>(h)] = scales_.v_for(h / group);
-  const sdk::RowDecoder dec = fp8_decoder(element_dtype_, 0);
-  sdk::paged_attention(c, b, sdk::PagedKvSource(b, dec, dec, scales_.k(), {1.0f}), o);
+  sdk::paged_attention(
+      c, b, sdk::PagedKvSource(b, sdk::row_format(element_dtype_, false), scales_.k(), {1.0f}), o);
 }
 
 void QuantizedImpl::process_weights(sdk::Layer& layer) {

@@ -27,7 +27,12 @@ std::string index_name(int64_t flat, const std::vector<int64_t>& shape) {
     flat = shape[i] > 0 ? flat / shape[i] : 0;
   }
   std::string out = "[";
-  for (size_t i = 0; i < idx.size(); ++i) out += (i ? "," : "") + std::to_string(idx[i]);
+  // Two appends, not (const char*) + std::string: GCC 12 -O3 reports a false
+  // -Wrestrict on the latter (and -Werror makes it fatal in Release builds).
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(idx[i]);
+  }
   return out + "]";
 }
 

@@ -15,10 +15,6 @@
 namespace kvq::test::asc {
 namespace {
 
-std::vector<int64_t> shape_of(const kvq_param_info& info) {
-  return {info.shape, info.shape + info.ndim};
-}
-
 std::vector<double> arange(int64_t n) {
   std::vector<double> v(static_cast<size_t>(n));
   std::iota(v.begin(), v.end(), 0.0);
@@ -35,10 +31,13 @@ struct C8Fixture {
     check(apply_c8(plugin, layer.get()), "apply_scheme C8");
   }
   std::string name(const std::string& local) const { return full_name(config, local); }
+  // Loads the C8 vectors `s` and processes the weights; throws on an error.
+  void prepare(const Scales& s) {
+    check(load_scales(plugin, layer.get(), config, s), "load");
+    check(process_weights(plugin, layer.get()), "process_weights");
+  }
   kvq_param_info info(const std::string& local) {
-    const auto i = find_param(plugin, layer.get(), name(local));
-    if (!i) throw std::runtime_error("no parameter " + local);
-    return *i;
+    return param_info(plugin, layer.get(), name(local));
   }
 };
 
@@ -176,16 +175,14 @@ constexpr int64_t kHeads = 4, kDim = 8, kChannels = kHeads * kDim;
 TEST(AscendC8Pinned, C8Helpers_27_PreparingDerivesAntiquantParams) {
   C8Fixture f;
   const Scales s = random_scales(kChannels, 27);
-  check(load_scales(f.plugin, f.layer.get(), f.config, s), "load");
-  check(process_weights(f.plugin, f.layer.get()), "process_weights");
+  f.prepare(s);
   // Lazy: nothing derived until the first cache_write / forward.
   EXPECT_EQ(layer_info(f.plugin, f.layer.get()).num_params, 4);
   for (const char* local : kAntiquantParams)
     EXPECT_FALSE(find_param(f.plugin, f.layer.get(), f.name(local))) << local;
 
   Cache cache(f.plugin, f.layer.get(), 1);
-  const OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {2, kHeads, kDim}, 1.0, 1);
-  const OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {2, kHeads, kDim}, 1.0, 2);
+  const auto [k, v] = random_kv(KVQ_DTYPE_BF16, {2, kHeads, kDim}, 1.0, 1);
   ASSERT_EQ(write_kv(f.plugin, f.layer.get(), k, v, {0, 1}, cache).code, 0);
   EXPECT_EQ(layer_info(f.plugin, f.layer.get()).num_params, 8);
   for (const char* local : kAntiquantParams) {
@@ -201,8 +198,7 @@ TEST(AscendC8Pinned, C8Helpers_27_PreparingDerivesAntiquantParams) {
 
   // A forward prepares too (here on a second layer, before any cache_write).
   C8Fixture g;
-  check(load_scales(g.plugin, g.layer.get(), g.config, s), "load");
-  check(process_weights(g.plugin, g.layer.get()), "process_weights");
+  g.prepare(s);
   RunOptions o;
   o.state = KVQ_ATTN_DECODE_ONLY;
   o.write_cache = false;
@@ -215,11 +211,9 @@ TEST(AscendC8Pinned, C8Helpers_27_PreparingDerivesAntiquantParams) {
 TEST(AscendC8Pinned, C8Helpers_28_RawScaleChangeAfterPreparingIsIgnored) {
   C8Fixture f;
   const Scales s = random_scales(kChannels, 28);
-  check(load_scales(f.plugin, f.layer.get(), f.config, s), "load");
-  check(process_weights(f.plugin, f.layer.get()), "process_weights");
+  f.prepare(s);
   Cache cache(f.plugin, f.layer.get(), 1);
-  const OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {4, kHeads, kDim}, 1.0, 3);
-  const OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {4, kHeads, kDim}, 1.0, 4);
+  const auto [k, v] = random_kv(KVQ_DTYPE_BF16, {4, kHeads, kDim}, 1.0, 3);
   ASSERT_EQ(write_kv(f.plugin, f.layer.get(), k, v, {0, 1, 2, 3}, cache).code, 0);
   const std::vector<double> prepared =
       read_param(f.plugin, f.layer.get(), f.name("antiquant_key_scale"));
@@ -240,8 +234,7 @@ TEST(AscendC8Pinned, C8Helpers_28_RawScaleChangeAfterPreparingIsIgnored) {
 TEST(AscendC8Pinned, C8Helpers_29_AntiquantShapeAndDtype) {
   C8Fixture f;
   const Scales s = random_scales(kChannels, 29);
-  check(load_scales(f.plugin, f.layer.get(), f.config, s), "load");
-  check(process_weights(f.plugin, f.layer.get()), "process_weights");
+  f.prepare(s);
   Cache cache(f.plugin, f.layer.get(), 1);
   const OwnedTensor kv = random_tensor(KVQ_DTYPE_BF16, {1, kHeads, kDim}, 1.0, 5);
   ASSERT_EQ(write_kv(f.plugin, f.layer.get(), kv, kv, {0}, cache).code, 0);
@@ -260,12 +253,10 @@ TEST(AscendC8Pinned, C8Helpers_29_AntiquantShapeAndDtype) {
 
 TEST(AscendC8Pinned, C8Helpers_30_QuantizingZerosGivesInt8Zeros) {
   C8Fixture f;
-  check(load_scales(f.plugin, f.layer.get(), f.config, uniform_scales(kChannels, 0.05, 0.0)),
-        "load");
-  check(process_weights(f.plugin, f.layer.get()), "process_weights");
+  f.prepare(uniform_scales(kChannels, 0.05, 0.0));
   Cache cache(f.plugin, f.layer.get(), 1);
-  std::memset(cache.data(), 0x5A, static_cast<size_t>(cache.bytes()));  // not zero before
-  const OwnedTensor zeros(KVQ_DTYPE_BF16, {6, kHeads, kDim});           // [6, 4, 8]
+  std::memset(cache.data(), 0x5A, static_cast<size_t>(cache.size()));  // not zero before
+  const OwnedTensor zeros(KVQ_DTYPE_BF16, {6, kHeads, kDim});          // [6, 4, 8]
   ASSERT_EQ(write_kv(f.plugin, f.layer.get(), zeros, zeros, {0, 1, 2, 3, 4, 5}, cache).code, 0);
   for (int64_t t = 0; t < 6; ++t)
     for (int kv = 0; kv < 2; ++kv)
@@ -277,9 +268,7 @@ TEST(AscendC8Pinned, C8Helpers_30_QuantizingZerosGivesInt8Zeros) {
 
 TEST(AscendC8Pinned, C8Helpers_31_Scale2Offset0MapsFourToTwo) {
   C8Fixture f;
-  check(load_scales(f.plugin, f.layer.get(), f.config, uniform_scales(kChannels, 2.0, 0.0)),
-        "load");
-  check(process_weights(f.plugin, f.layer.get()), "process_weights");
+  f.prepare(uniform_scales(kChannels, 2.0, 0.0));
   Cache cache(f.plugin, f.layer.get(), 1);
   const OwnedTensor four = filled_tensor(KVQ_DTYPE_BF16, {1, kHeads, kDim}, 4.0);
   ASSERT_EQ(write_kv(f.plugin, f.layer.get(), four, four, {3}, cache).code, 0);
@@ -297,8 +286,7 @@ TEST(AscendC8Pinned, C8Helpers_32_DequantIdentityOnAPagedInt8Cache) {
   c.head_size = 4;
   c.block_size = 32;
   C8Fixture f(c);
-  check(load_scales(f.plugin, f.layer.get(), c, uniform_scales(8, 1.0, 0.0)), "load");
-  check(process_weights(f.plugin, f.layer.get()), "process_weights");
+  f.prepare(uniform_scales(8, 1.0, 0.0));
   Cache cache(f.plugin, f.layer.get(), 2);  // 2 blocks x 32 slots x (2 heads x 4)
   std::mt19937_64 rng(32);
   std::uniform_int_distribution<int> code(-128, 127);
@@ -331,15 +319,8 @@ TEST(AscendC8Pinned, C8Helpers_32_DequantIdentityOnAPagedInt8Cache) {
     // Small queries keep the softmax over the large integer keys soft.
     const OwnedTensor query = random_tensor(KVQ_DTYPE_BF16, {t, 4, 4}, 0.02, 320 + state);
     OwnedTensor out = filled_tensor(KVQ_DTYPE_BF16, {t, 4, 4}, NAN);
-    kvq_forward_args a{};
-    a.struct_size = KVQ_FORWARD_ARGS_SIZE;
-    a.attention_state = state;
-    a.query = query.get();
-    a.kv_cache = cache.tensor();
-    a.query_start_loc = qsl.get();
-    a.seq_lens = lens.get();
-    a.block_table = table.get();
-    a.output = out.get();
+    const kvq_forward_args a = forward_args(state, query.get(), cache.tensor(), qsl.get(),
+                                            lens.get(), table.get(), out.get());
     const CallResult r = f.plugin.take(f.plugin.api().forward(f.layer.get(), &a));
     ASSERT_EQ(r.code, 0) << r.message;
     const std::vector<double> want =

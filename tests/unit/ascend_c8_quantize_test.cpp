@@ -37,6 +37,10 @@ void expect_token_codes(const Cache& cache, const Config& c, const Scales& s,
     }
 }
 
+void fill_pattern(Cache& cache) {
+  std::memset(cache.data(), kPattern, static_cast<size_t>(cache.size()));
+}
+
 // True when every K and V byte of `slot` still holds the fill pattern.
 bool slot_untouched(const Cache& cache, const Config& c, int64_t slot) {
   for (int kv = 0; kv < 2; ++kv)
@@ -61,8 +65,7 @@ TEST(AscendC8Quantize, BitExactOnRandomInputsWithPerChannelScalesAndOffsets) {
     for (double o : s.k_offset) ASSERT_NE(o, 0.0);
     LayerPtr layer = make_c8_layer(p, c, s);
     Cache cache(p, layer.get(), 4);
-    OwnedTensor k = random_tensor(dtype, {tokens, c.num_kv_heads, c.head_size}, 1.5, 7);
-    OwnedTensor v = random_tensor(dtype, {tokens, c.num_kv_heads, c.head_size}, 1.5, 8);
+    auto [k, v] = random_kv(dtype, {tokens, c.num_kv_heads, c.head_size}, 1.5, 7);
     // A few exact ties on the bf16 grid and tiny values around zero.
     for (int64_t i = 0; i < 64; ++i) {
       k.set(i * 37 % k.numel(),
@@ -145,40 +148,50 @@ TEST(AscendC8Quantize, DoubleRoundingOnTheBf16Grid) {
   }
 }
 
-TEST(AscendC8Quantize, NegativeSlotWritesNothing) {
-  Plugin p(ascend_plugin_path());
+// A C8 layer of the default config with random scales (`seed`), a cache of
+// `blocks` blocks whose bytes all hold kPattern, and random K/V of `tokens`
+// tokens (seeds seed + 1, seed + 2).
+struct PatternedWrite {
+  Plugin p{ascend_plugin_path()};
   const Config c;
-  const Scales s = random_scales(c.num_kv_heads * c.head_size, 11);
-  LayerPtr layer = make_c8_layer(p, c, s);
-  Cache cache(p, layer.get(), 2);
-  std::memset(cache.data(), kPattern, static_cast<size_t>(cache.bytes()));
-  const OwnedTensor k = random_tensor(c.model_dtype, {5, c.num_kv_heads, c.head_size}, 1.0, 12);
-  const OwnedTensor v = random_tensor(c.model_dtype, {5, c.num_kv_heads, c.head_size}, 1.0, 13);
-  const std::vector<int64_t> slots = {3, -1, 40, -7, 0};
-  ASSERT_EQ(write_kv(p, layer.get(), k, v, slots, cache).code, 0);
-  expect_token_codes(cache, c, s, k, v, 0, 3);
-  expect_token_codes(cache, c, s, k, v, 2, 40);
-  expect_token_codes(cache, c, s, k, v, 4, 0);
+  const Scales s;
+  LayerPtr layer;
+  Cache cache;
+  const std::pair<OwnedTensor, OwnedTensor> kv;
+  PatternedWrite(uint64_t seed, int64_t blocks, int64_t tokens)
+      : s(random_scales(c.num_kv_heads * c.head_size, seed)),
+        layer(make_c8_layer(p, c, s)),
+        cache(p, layer.get(), blocks),
+        kv(random_kv(c.model_dtype, {tokens, c.num_kv_heads, c.head_size}, 1.0, seed + 1)) {
+    fill_pattern(cache);
+  }
+  CallResult write(const std::vector<int64_t>& slots, int64_t num_tokens = 0) {
+    return write_kv(p, layer.get(), kv.first, kv.second, slots, cache, num_tokens);
+  }
+  void expect_token_codes(int64_t t, int64_t slot) const {
+    asc::expect_token_codes(cache, c, s, kv.first, kv.second, t, slot);
+  }
+};
+
+TEST(AscendC8Quantize, NegativeSlotWritesNothing) {
+  PatternedWrite f(11, 2, 5);
+  ASSERT_EQ(f.write({3, -1, 40, -7, 0}).code, 0);
+  f.expect_token_codes(0, 3);
+  f.expect_token_codes(2, 40);
+  f.expect_token_codes(4, 0);
   for (int64_t slot = 0; slot < 64; ++slot) {
     if (slot != 3 && slot != 40 && slot != 0) {
-      EXPECT_TRUE(slot_untouched(cache, c, slot)) << "slot " << slot;
+      EXPECT_TRUE(slot_untouched(f.cache, f.c, slot)) << "slot " << slot;
     }
   }
 }
 
 TEST(AscendC8Quantize, NumTokensWritesOnlyTheFirstRows) {
-  Plugin p(ascend_plugin_path());
-  const Config c;
-  const Scales s = random_scales(c.num_kv_heads * c.head_size, 14);
-  LayerPtr layer = make_c8_layer(p, c, s);
-  Cache cache(p, layer.get(), 1);
-  std::memset(cache.data(), kPattern, static_cast<size_t>(cache.bytes()));
-  const OwnedTensor k = random_tensor(c.model_dtype, {8, c.num_kv_heads, c.head_size}, 1.0, 15);
-  const OwnedTensor v = random_tensor(c.model_dtype, {8, c.num_kv_heads, c.head_size}, 1.0, 16);
-  ASSERT_EQ(write_kv(p, layer.get(), k, v, {0, 1, 2, 3, 4, 5, 6, 7}, cache, 5).code, 0);
-  for (int64_t t = 0; t < 5; ++t) expect_token_codes(cache, c, s, k, v, t, t);
+  PatternedWrite f(14, 1, 8);
+  ASSERT_EQ(f.write({0, 1, 2, 3, 4, 5, 6, 7}, 5).code, 0);
+  for (int64_t t = 0; t < 5; ++t) f.expect_token_codes(t, t);
   for (int64_t slot = 5; slot < 32; ++slot)
-    EXPECT_TRUE(slot_untouched(cache, c, slot)) << "slot " << slot;
+    EXPECT_TRUE(slot_untouched(f.cache, f.c, slot)) << "slot " << slot;
 }
 
 // spec §5: the C8 cache needs block_size % 32 == 0; the error names the value.
@@ -203,9 +216,8 @@ TEST(AscendC8Quantize, NonFiniteInputIsRejectedAndNothingWritten) {
   for (const double bad : {static_cast<double>(NAN), static_cast<double>(INFINITY)}) {
     SCOPED_TRACE(bad);
     Cache cache(p, layer.get(), 1);
-    std::memset(cache.data(), kPattern, static_cast<size_t>(cache.bytes()));
-    OwnedTensor k = random_tensor(c.model_dtype, {3, c.num_kv_heads, c.head_size}, 1.0, 18);
-    const OwnedTensor v = random_tensor(c.model_dtype, {3, c.num_kv_heads, c.head_size}, 1.0, 19);
+    fill_pattern(cache);
+    auto [k, v] = random_kv(c.model_dtype, {3, c.num_kv_heads, c.head_size}, 1.0, 18);
     k.set((2 * c.num_kv_heads + 1) * c.head_size + 3, bad);  // token 2, head 1
     const CallResult r = write_kv(p, layer.get(), k, v, {0, 1, 2}, cache);
     EXPECT_EQ(r.code, KVQ_ERR_NON_FINITE) << r.message;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,16 +20,12 @@ constexpr int64_t kTotalKvHeads = 8, kDim = 8;
 // Expects rank c, given the vectors `loaded`, to use the per-channel values
 // `local` ([num_kv_heads * D]) in its antiquant parameters and written codes.
 void expect_rank_uses(Plugin& p, const Config& c, const Scales& loaded, const Scales& local) {
-  LayerPtr layer = make_layer(p, c);
-  check(apply_c8(p, layer.get()), "apply_scheme C8");
-  check(load_scales(p, layer.get(), c, loaded, c.tp_rank, c.tp_size), "param_load");
-  check(process_weights(p, layer.get()), "process_weights");
+  LayerPtr layer = make_c8_layer(p, c, loaded);
   ASSERT_EQ(rank_slice(loaded, c).k_scale, local.k_scale);  // the harness agrees
 
   const int64_t tokens = 6;
   Cache cache(p, layer.get(), 1);
-  const OwnedTensor k = random_tensor(c.model_dtype, {tokens, c.num_kv_heads, kDim}, 1.0, 41);
-  const OwnedTensor v = random_tensor(c.model_dtype, {tokens, c.num_kv_heads, kDim}, 1.0, 42);
+  const auto [k, v] = random_kv(c.model_dtype, {tokens, c.num_kv_heads, kDim}, 1.0, 41);
   ASSERT_EQ(write_kv(p, layer.get(), k, v, {0, 1, 2, 3, 4, 5}, cache).code, 0);
 
   const std::vector<double>* vecs[] = {&local.k_scale, &local.k_offset, &local.v_scale,
@@ -69,48 +66,44 @@ void expect_rank_uses_heads(Plugin& p, const Config& c, const Scales& full,
   expect_rank_uses(p, c, full, local);
 }
 
-TEST(AscendC8TensorParallel, Tp4TwoLocalHeadsPerRank) {
+// A layer of `local_kv_heads` KV heads (2 query heads each) on rank `rank` of TP `tp_size`.
+Config tp_config(int64_t local_kv_heads, int32_t rank, int32_t tp_size) {
+  Config c;
+  c.num_heads = 2 * local_kv_heads;
+  c.num_kv_heads = local_kv_heads;
+  c.head_size = kDim;
+  c.tp_rank = rank;
+  c.tp_size = tp_size;
+  return c;
+}
+
+// Every rank of TP `tp_size` loads the full vectors (seed) and must use KV
+// heads heads_of(rank).
+void expect_every_rank_uses(int32_t tp_size, int64_t local_kv_heads, uint64_t seed,
+                            const std::function<std::vector<int64_t>(int32_t)>& heads_of) {
   Plugin p(ascend_plugin_path());
-  const Scales full = random_scales(kTotalKvHeads * kDim, 4);
-  for (int32_t r = 0; r < 4; ++r) {
+  const Scales full = random_scales(kTotalKvHeads * kDim, seed);
+  for (int32_t r = 0; r < tp_size; ++r) {
     SCOPED_TRACE("rank " + std::to_string(r));
-    Config c;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_size = kDim;
-    c.tp_rank = r;
-    c.tp_size = 4;
-    expect_rank_uses_heads(p, c, full, {2 * r, 2 * r + 1});
-    if (HasFatalFailure()) return;
+    expect_rank_uses_heads(p, tp_config(local_kv_heads, r, tp_size), full, heads_of(r));
+    if (::testing::Test::HasFatalFailure()) return;
   }
 }
 
+TEST(AscendC8TensorParallel, Tp4TwoLocalHeadsPerRank) {
+  expect_every_rank_uses(4, 2, 4, [](int32_t r) { return std::vector<int64_t>{2 * r, 2 * r + 1}; });
+}
+
 TEST(AscendC8TensorParallel, Tp16ReplicatesEightKvHeads) {
-  Plugin p(ascend_plugin_path());
-  const Scales full = random_scales(kTotalKvHeads * kDim, 16);
-  for (int32_t r = 0; r < 16; ++r) {
-    SCOPED_TRACE("rank " + std::to_string(r));
-    Config c;
-    c.num_heads = 2;
-    c.num_kv_heads = 1;
-    c.head_size = kDim;
-    c.tp_rank = r;
-    c.tp_size = 16;
-    expect_rank_uses_heads(p, c, full, {r * kTotalKvHeads / 16});
-    if (HasFatalFailure()) return;
-  }
+  expect_every_rank_uses(16, 1, 16,
+                         [](int32_t r) { return std::vector<int64_t>{r * kTotalKvHeads / 16}; });
 }
 
 // A vector that already holds local * D values is the rank's share, used as is.
 TEST(AscendC8TensorParallel, LocalSizedVectorIsUsedAsIs) {
   Plugin p(ascend_plugin_path());
   const Scales full = random_scales(kTotalKvHeads * kDim, 5);
-  Config c;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_size = kDim;
-  c.tp_rank = 3;
-  c.tp_size = 4;
+  const Config c = tp_config(2, 3, 4);
   // Pre-sliced heads 2..3 loaded on rank 3: used as they are (not heads 6..7).
   Scales pre;
   for (const auto& [dst, src] :
@@ -122,18 +115,10 @@ TEST(AscendC8TensorParallel, LocalSizedVectorIsUsedAsIs) {
 
 TEST(AscendC8TensorParallel, VectorNotAMultipleOfHeadSizeIsInvalid) {
   Plugin p(ascend_plugin_path());
-  Config c;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_size = kDim;
-  c.tp_rank = 1;
-  c.tp_size = 4;
-  LayerPtr layer = make_layer(p, c);
-  check(apply_c8(p, layer.get()), "apply_scheme C8");
+  const Config c = tp_config(2, 1, 4);
   Scales s = random_scales(kTotalKvHeads * kDim, 7);
   s.v_scale.resize(kTotalKvHeads * kDim - 3);  // 61 values, D = 8
-  check(load_scales(p, layer.get(), c, s, c.tp_rank, c.tp_size), "param_load");
-  check(process_weights(p, layer.get()), "process_weights");
+  LayerPtr layer = make_c8_layer(p, c, s);
   Cache cache(p, layer.get(), 1);
   const OwnedTensor kv = random_tensor(c.model_dtype, {1, 2, kDim}, 1.0, 8);
   const CallResult r = write_kv(p, layer.get(), kv, kv, {0}, cache);

@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -23,18 +23,16 @@
 namespace kvq::test::asc {
 namespace {
 
-using Options = std::vector<std::pair<std::string, std::string>>;
-
 // An MLA attention layer: one latent KV head, head_size = lora + rope (the
 // key is c_kv ‖ k_pe), head_size_v = lora (the output is the latent).
-struct MlaConfig {
-  std::string layer_name = kLayerName;
-  int32_t model_dtype = KVQ_DTYPE_BF16;
-  int64_t num_heads = 4, num_kv_heads = 1;
-  int64_t lora = 32, rope = 8;
-  int64_t head_size = 0, head_size_v = 0;  // 0 = lora + rope / lora
-  int64_t block_size = 16;
-  double softmax_scale = 0.0;
+struct MlaConfig : LayerSpec {
+  int64_t lora = 32, rope = 8;  // head_size, head_size_v 0 = lora + rope / lora
+  MlaConfig() {
+    backend = "ascend";
+    num_heads = 4;
+    num_kv_heads = 1;
+    head_size = 0;
+  }
   int64_t hs() const { return head_size != 0 ? head_size : lora + rope; }
   int64_t hsv() const { return head_size_v != 0 ? head_size_v : lora; }
 };
@@ -42,52 +40,20 @@ struct MlaConfig {
 constexpr const char* kFaParams[] = {"fa_q.scale",  "fa_q.offset", "fa_k.scale",
                                      "fa_k.offset", "fa_v.scale",  "fa_v.offset"};
 
-std::string pname(const MlaConfig& c, const std::string& local) {
-  return c.layer_name + "." + local;
-}
-
-std::vector<int64_t> shape_of(const kvq_param_info& info) {
-  return {info.shape, info.shape + info.ndim};
-}
-
 // Both options, as a host passes them from the model config.
 Options mla_options(const MlaConfig& c) {
   return {{"kv_lora_rank", std::to_string(c.lora)}, {"qk_rope_head_dim", std::to_string(c.rope)}};
 }
 
 CallResult create_mla(Plugin& p, const MlaConfig& c, LayerPtr* out) {
-  kvq_layer_config lc{};
-  lc.struct_size = KVQ_LAYER_CONFIG_SIZE;
-  lc.backend = "ascend";
-  lc.layer_name = c.layer_name.c_str();
-  lc.kv_cache_dtype = "auto";
-  lc.model_dtype = c.model_dtype;
-  lc.num_heads = c.num_heads;
-  lc.num_kv_heads = c.num_kv_heads;
-  lc.head_size = c.hs();
-  lc.head_size_v = c.hsv();
-  lc.block_size = c.block_size;
-  lc.softmax_scale = c.softmax_scale;
-  lc.tp_size = 1;
-  kvq_layer* raw = nullptr;
-  CallResult r = p.take(p.api().layer_create(p.instance(), &lc, &raw));
-  *out = LayerPtr(raw, p.api().layer_destroy);
-  return r;
+  LayerSpec s = c;
+  s.head_size = c.hs();
+  s.head_size_v = c.hsv();
+  return create_layer(p, s, out);
 }
 
 CallResult apply_fakquant(Plugin& p, kvq_layer* layer, const Options& options) {
-  std::vector<const char*> kv;
-  for (const auto& [k, v] : options) {
-    kv.push_back(k.c_str());
-    kv.push_back(v.c_str());
-  }
-  kvq_scheme_args a{};
-  a.struct_size = KVQ_SCHEME_ARGS_SIZE;
-  a.quant_type = "FAKQuant";
-  a.layer_type = "attention";
-  a.num_options = static_cast<int64_t>(options.size());
-  a.options = kv.empty() ? nullptr : kv.data();
-  return p.take(p.api().apply_scheme(layer, &a));
+  return apply_scheme(p, layer, "FAKQuant", options);
 }
 
 // A layer with the scheme applied (nothing loaded yet).
@@ -101,14 +67,12 @@ struct FakFixture {
     check(apply_fakquant(plugin, layer.get(), options.value_or(mla_options(config))),
           "apply_scheme FAKQuant");
   }
-  std::string name(const std::string& local) const { return pname(config, local); }
+  std::string name(const std::string& local) const { return full_name(config, local); }
   std::optional<kvq_param_info> find(const std::string& local) {
     return find_param(plugin, layer.get(), name(local));
   }
   kvq_param_info info(const std::string& local) {
-    const auto i = find(local);
-    if (!i) throw std::runtime_error("no parameter " + local);
-    return *i;
+    return param_info(plugin, layer.get(), name(local));
   }
   std::vector<double> read(const std::string& local) {
     return read_param(plugin, layer.get(), name(local));
@@ -129,14 +93,6 @@ struct FakFixture {
 
 // ---- test-side codecs ------------------------------------------------------
 
-// Round half to even, written out.
-double rne(double t) {
-  double r = std::floor(t);
-  const double frac = t - r;
-  if (frac > 0.5 || (frac == 0.5 && std::fmod(r, 2.0) != 0.0)) r += 1.0;
-  return r;
-}
-
 double f32(double x) {
   return kvq::ref::round_to(KVQ_DTYPE_F32, x);
 }
@@ -148,39 +104,7 @@ double ref_quant_kscale(double scale) {
 
 // The stored latent: saturate(rne(f32(x * quant_kscale))).
 int8_t ref_latent(double x, double qk) {
-  return static_cast<int8_t>(std::clamp(rne(f32(x * qk)), -128.0, 127.0));
-}
-
-// The bf16 bits of x (round to nearest even).
-uint16_t ref_bf16_bits(double x) {
-  unsigned char b[2];
-  kvq::ref::store(KVQ_DTYPE_BF16, b, 0, x);
-  uint16_t u;
-  std::memcpy(&u, b, 2);
-  return u;
-}
-
-// ---- cache access (keys-only layout, one KV head) ----------------------------
-
-// Row of `slot` in the keys-only cache [blocks][block_size][1][row_bytes].
-const unsigned char* cache_row(const Cache& cache, const std::vector<unsigned char>& bytes,
-                               int64_t slot) {
-  return bytes.data() + slot * cache.geometry().row_bytes;
-}
-
-CallResult write_latent(Plugin& p, kvq_layer* layer, const OwnedTensor& key,
-                        const std::vector<int64_t>& slots, Cache& cache, int64_t num_tokens = 0) {
-  OwnedTensor slot_t(KVQ_DTYPE_I64, {static_cast<int64_t>(slots.size())});
-  for (size_t i = 0; i < slots.size(); ++i)
-    slot_t.set(static_cast<int64_t>(i), static_cast<double>(slots[i]));
-  kvq_cache_write_args w{};
-  w.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  w.key = key.get();
-  w.value = nullptr;  // keys-only layout
-  w.slot_mapping = slot_t.get();
-  w.kv_cache = cache.tensor();
-  w.num_tokens = num_tokens;
-  return p.take(p.api().cache_write(layer, &w));
+  return static_cast<int8_t>(std::clamp(round_half_even(f32(x * qk)), -128.0, 127.0));
 }
 
 // ---- decode batches ---------------------------------------------------------------
@@ -207,66 +131,29 @@ struct MlaRunOptions {
 MlaRun run_mla(Plugin& p, kvq_layer* layer, const MlaConfig& c, const std::vector<Seq>& seqs,
                const MlaRunOptions& o) {
   MlaRun run;
-  const int64_t hq = c.num_heads, d = c.hs(), l = c.lora, bs = c.block_size;
-  const auto ns = static_cast<int64_t>(seqs.size());
-  int64_t total_blocks = 0, max_blocks = 1, total_q = 0;
-  for (const Seq& s : seqs) {
-    total_blocks += (s.seq_len + bs - 1) / bs;
-    max_blocks = std::max(max_blocks, (s.seq_len + bs - 1) / bs);
-    total_q += s.query_len;
-  }
-  const int64_t num_blocks = total_blocks + 2;
-  run.cache = std::make_unique<Cache>(p, layer, num_blocks);
+  const int64_t hq = c.num_heads, d = c.hs(), l = c.lora;
   std::mt19937_64 rng(o.seed);
   std::normal_distribution<double> normal(0.0, 1.0);
-  std::vector<int32_t> ids(static_cast<size_t>(num_blocks));
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng);
-
-  OwnedTensor table(KVQ_DTYPE_I32, {ns, max_blocks});
-  OwnedTensor qsl(KVQ_DTYPE_I32, {ns + 1});
-  OwnedTensor lens(KVQ_DTYPE_I32, {ns});
-  size_t next = 0;
-  int64_t row = 0;
-  for (int64_t si = 0; si < ns; ++si) {
-    const Seq& s = seqs[static_cast<size_t>(si)];
-    qsl.set(si, static_cast<double>(row));
-    lens.set(si, static_cast<double>(s.seq_len));
-    std::vector<int32_t> blocks;
-    for (int64_t k = 0; k < (s.seq_len + bs - 1) / bs; ++k) {
-      blocks.push_back(ids[next++]);
-      table.set(si * max_blocks + k, blocks.back());
-    }
+  const PagedBatch pb = paged_batch(seqs, c.block_size, 2, rng);
+  run.cache = std::make_unique<Cache>(p, layer, pb.num_blocks);
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const Seq& s = seqs[si];
     OwnedTensor key(c.model_dtype, {s.seq_len, 1, d});
     for (int64_t j = 0; j < s.seq_len; ++j)
       for (int64_t x = 0; x < d; ++x)
         key.set(j * d + x, normal(rng) * (x < l ? o.kv_stddev : o.pe_stddev));
-    std::vector<int64_t> slots;
-    for (int64_t j = 0; j < s.seq_len; ++j)
-      slots.push_back(blocks[static_cast<size_t>(j / bs)] * bs + j % bs);
-    run.status = write_latent(p, layer, key, slots, *run.cache);
+    run.status = write_keys(p, layer, key, pb.slots[si], *run.cache);
     if (run.status.code != 0) return run;
     run.keys.push_back(key.to_doubles());
-    run.blocks.push_back(blocks);
-    row += s.query_len;
+    run.blocks.push_back(pb.blocks[si]);
   }
-  qsl.set(ns, static_cast<double>(row));
-  OwnedTensor query = random_tensor(c.model_dtype, {total_q, hq, d}, o.q_stddev, rng());
+  OwnedTensor query = random_tensor(c.model_dtype, {pb.total_q, hq, d}, o.q_stddev, rng());
   if (o.zero_q_nope)
-    for (int64_t i = 0; i < total_q * hq; ++i)
+    for (int64_t i = 0; i < pb.total_q * hq; ++i)
       for (int64_t x = 0; x < l; ++x) query.set(i * d + x, 0.0);
   run.query = query.to_doubles();
-  OwnedTensor out = filled_tensor(c.model_dtype, {total_q, hq, l}, NAN);
-
-  kvq_forward_args f{};
-  f.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  f.attention_state = o.state;
-  f.query = query.get();
-  f.kv_cache = run.cache->tensor();
-  f.query_start_loc = qsl.get();
-  f.seq_lens = lens.get();
-  f.block_table = table.get();
-  f.output = out.get();
+  const OwnedTensor out = filled_tensor(c.model_dtype, {pb.total_q, hq, l}, NAN);
+  const kvq_forward_args f = pb.forward_args(o.state, query, run.cache->tensor(), out);
   run.supports = p.take(p.api().supports(layer, &f));
   run.status = p.take(p.api().forward(layer, &f));
   if (run.status.code == 0) run.output = out.to_doubles();
@@ -277,63 +164,81 @@ double softmax_scale(const MlaConfig& c) {
   return c.softmax_scale != 0.0 ? c.softmax_scale : 1.0 / std::sqrt(static_cast<double>(c.hs()));
 }
 
+// MLA decode attention in float64 for every query token and head: scores =
+// scores_of(sequence, q) * scale over the sequence's keys; output x < lora =
+// sum_j softmax_j * value(sequence, j, x) * value_scale.
+std::vector<double> mla_attention(
+    const MlaConfig& c, const std::vector<Seq>& seqs, const MlaRun& run,
+    const std::function<std::vector<double>(size_t seq, const double* q)>& scores_of,
+    const std::function<double(size_t seq, int64_t j, int64_t x)>& value,
+    double value_scale = 1.0) {
+  const int64_t hq = c.num_heads, d = c.hs(), l = c.lora;
+  const double scale = softmax_scale(c);
+  std::vector<double> out;
+  int64_t t = 0;
+  for (size_t si = 0; si < seqs.size(); ++si)
+    for (int64_t qi = 0; qi < seqs[si].query_len; ++qi, ++t)
+      for (int64_t h = 0; h < hq; ++h) {
+        std::vector<double> s = scores_of(si, run.query.data() + (t * hq + h) * d);
+        double m = -INFINITY;
+        for (double& x : s) {
+          x *= scale;
+          m = std::max(m, x);
+        }
+        double sum = 0.0;
+        std::vector<double> acc(static_cast<size_t>(l), 0.0);
+        for (size_t j = 0; j < s.size(); ++j) {
+          const double pj = std::exp(s[j] - m);
+          sum += pj;
+          for (int64_t x = 0; x < l; ++x)
+            acc[static_cast<size_t>(x)] += pj * value(si, static_cast<int64_t>(j), x) * value_scale;
+        }
+        for (double v : acc) out.push_back(v / sum);
+      }
+  return out;
+}
+
 // Decode attention in float64 from the cache bytes (int8 latent, bf16 rope)
 // with the test-side dynamic query quantization: sq = max|q_nope| / 127,
 // q_int8 = clamp(rne(q_nope / sq)).
 std::vector<double> reference_from_cache(const MlaConfig& c, const std::vector<Seq>& seqs,
                                          const MlaRun& run, double s_k) {
-  const int64_t hq = c.num_heads, d = c.hs(), l = c.lora, r = c.rope, bs = c.block_size;
-  const std::vector<unsigned char> bytes = run.cache->snapshot();
-  const double scale = softmax_scale(c);
-  std::vector<double> out;
-  int64_t t = 0;
-  for (size_t si = 0; si < seqs.size(); ++si) {
-    const int64_t n = seqs[si].seq_len;
-    std::vector<std::vector<double>> k_int(static_cast<size_t>(n)), k_pe(static_cast<size_t>(n));
-    for (int64_t j = 0; j < n; ++j) {
+  const int64_t l = c.lora, r = c.rope, bs = c.block_size;
+  // Per sequence and key: the int8 latent and the bf16 rope, as stored.
+  std::vector<std::vector<std::vector<double>>> k_int(seqs.size()), k_pe(seqs.size());
+  for (size_t si = 0; si < seqs.size(); ++si)
+    for (int64_t j = 0; j < seqs[si].seq_len; ++j) {
       const int64_t slot = run.blocks[si][static_cast<size_t>(j / bs)] * bs + j % bs;
-      const unsigned char* row = cache_row(*run.cache, bytes, slot);
+      const unsigned char* row = run.cache->key_row(slot);
+      k_int[si].emplace_back();
+      k_pe[si].emplace_back();
       for (int64_t x = 0; x < l; ++x)
-        k_int[static_cast<size_t>(j)].push_back(kvq::ref::load(KVQ_DTYPE_I8, row, x));
+        k_int[si].back().push_back(kvq::ref::load(KVQ_DTYPE_I8, row, x));
       for (int64_t x = 0; x < r; ++x)
-        k_pe[static_cast<size_t>(j)].push_back(kvq::ref::load(KVQ_DTYPE_BF16, row + l, x));
+        k_pe[si].back().push_back(kvq::ref::load(KVQ_DTYPE_BF16, row + l, x));
     }
-    for (int64_t qi = 0; qi < seqs[si].query_len; ++qi, ++t) {
-      for (int64_t h = 0; h < hq; ++h) {
-        const double* q = run.query.data() + (t * hq + h) * d;
-        double amax = 0.0;
-        for (int64_t x = 0; x < l; ++x) amax = std::max(amax, std::fabs(q[x]));
-        const double sq = amax / 127.0;
-        std::vector<double> q8(static_cast<size_t>(l), 0.0);
-        if (amax > 0.0)
-          for (int64_t x = 0; x < l; ++x)
-            q8[static_cast<size_t>(x)] = std::clamp(rne(q[x] / sq), -128.0, 127.0);
-        std::vector<double> s(static_cast<size_t>(n));
-        double m = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) {
-          double dot = 0.0, pe = 0.0;
-          for (int64_t x = 0; x < l; ++x)
-            dot +=
-                q8[static_cast<size_t>(x)] * k_int[static_cast<size_t>(j)][static_cast<size_t>(x)];
-          for (int64_t x = 0; x < r; ++x)
-            pe += q[l + x] * k_pe[static_cast<size_t>(j)][static_cast<size_t>(x)];
-          s[static_cast<size_t>(j)] = (dot * sq * s_k + pe) * scale;
-          m = std::max(m, s[static_cast<size_t>(j)]);
-        }
-        double sum = 0.0;
-        std::vector<double> acc(static_cast<size_t>(l), 0.0);
-        for (int64_t j = 0; j < n; ++j) {
-          const double pj = std::exp(s[static_cast<size_t>(j)] - m);
-          sum += pj;
-          for (int64_t x = 0; x < l; ++x)
-            acc[static_cast<size_t>(x)] +=
-                pj * k_int[static_cast<size_t>(j)][static_cast<size_t>(x)] * s_k;
-        }
-        for (double v : acc) out.push_back(v / sum);
-      }
+  const auto scores_of = [&](size_t si, const double* q) {
+    double amax = 0.0;
+    for (int64_t x = 0; x < l; ++x) amax = std::max(amax, std::fabs(q[x]));
+    const double sq = amax / 127.0;
+    std::vector<double> q8(static_cast<size_t>(l), 0.0);
+    if (amax > 0.0)
+      for (int64_t x = 0; x < l; ++x)
+        q8[static_cast<size_t>(x)] = std::clamp(round_half_even(q[x] / sq), -128.0, 127.0);
+    std::vector<double> s;
+    for (size_t j = 0; j < k_int[si].size(); ++j) {
+      double dot = 0.0, pe = 0.0;
+      for (int64_t x = 0; x < l; ++x)
+        dot += q8[static_cast<size_t>(x)] * k_int[si][j][static_cast<size_t>(x)];
+      for (int64_t x = 0; x < r; ++x) pe += q[l + x] * k_pe[si][j][static_cast<size_t>(x)];
+      s.push_back(dot * sq * s_k + pe);
     }
-  }
-  return out;
+    return s;
+  };
+  const auto latent = [&](size_t si, int64_t j, int64_t x) {
+    return k_int[si][static_cast<size_t>(j)][static_cast<size_t>(x)];
+  };
+  return mla_attention(c, seqs, run, scores_of, latent, s_k);
 }
 
 // Unquantized MLA decode attention in float64 over the keys as the host gave
@@ -341,37 +246,20 @@ std::vector<double> reference_from_cache(const MlaConfig& c, const std::vector<S
 // sum p * c_kv.
 std::vector<double> reference_unquantized(const MlaConfig& c, const std::vector<Seq>& seqs,
                                           const MlaRun& run) {
-  const int64_t hq = c.num_heads, d = c.hs(), l = c.lora;
-  const double scale = softmax_scale(c);
-  std::vector<double> out;
-  int64_t t = 0;
-  for (size_t si = 0; si < seqs.size(); ++si) {
-    const int64_t n = seqs[si].seq_len;
-    const std::vector<double>& keys = run.keys[si];
-    for (int64_t qi = 0; qi < seqs[si].query_len; ++qi, ++t) {
-      for (int64_t h = 0; h < hq; ++h) {
-        const double* q = run.query.data() + (t * hq + h) * d;
-        std::vector<double> s(static_cast<size_t>(n));
-        double m = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) {
-          double dot = 0.0;
-          for (int64_t x = 0; x < d; ++x) dot += q[x] * keys[static_cast<size_t>(j * d + x)];
-          s[static_cast<size_t>(j)] = dot * scale;
-          m = std::max(m, s[static_cast<size_t>(j)]);
-        }
-        double sum = 0.0;
-        std::vector<double> acc(static_cast<size_t>(l), 0.0);
-        for (int64_t j = 0; j < n; ++j) {
-          const double pj = std::exp(s[static_cast<size_t>(j)] - m);
-          sum += pj;
-          for (int64_t x = 0; x < l; ++x)
-            acc[static_cast<size_t>(x)] += pj * keys[static_cast<size_t>(j * d + x)];
-        }
-        for (double v : acc) out.push_back(v / sum);
-      }
+  const int64_t d = c.hs();
+  const auto scores_of = [&](size_t si, const double* q) {
+    std::vector<double> s;
+    for (int64_t j = 0; j < seqs[si].seq_len; ++j) {
+      double dot = 0.0;
+      for (int64_t x = 0; x < d; ++x) dot += q[x] * run.keys[si][static_cast<size_t>(j * d + x)];
+      s.push_back(dot);
     }
-  }
-  return out;
+    return s;
+  };
+  const auto c_kv = [&](size_t si, int64_t j, int64_t x) {
+    return run.keys[si][static_cast<size_t>(j * d + x)];
+  };
+  return mla_attention(c, seqs, run, scores_of, c_kv);
 }
 
 // ---- FA-quant loader (_fa_quant_weight_loader), items 1-7 ---------------------
@@ -560,7 +448,7 @@ TEST(AscendFAKQuantPinned, FAKQuantScheme_12_CreateWeightsAddsFaQFaKFaV) {
   const kvq_layer_info after = layer_info(p, layer.get());
   EXPECT_EQ(after.num_params, 6);
   for (const char* local : kFaParams)
-    EXPECT_TRUE(find_param(p, layer.get(), pname(c, local)).has_value()) << local;
+    EXPECT_TRUE(find_param(p, layer.get(), full_name(c, local)).has_value()) << local;
   // The class upgrade to the MLA latent-cache implementation.
   EXPECT_STREQ(after.impl_name, "ascend_mla_fakquant");
   EXPECT_STREQ(after.kv_cache_dtype, "int8_latent");
@@ -765,7 +653,7 @@ TEST(AscendFAKQuant, ProcessedScalesAreRequiredBeforeWriteAndForward) {
   ASSERT_EQ(f.load("fa_k.scale", {0.03125}, {1, 1}, KVQ_DTYPE_BF16).code, 0);  // not processed
   Cache cache(f.plugin, f.layer.get(), 4);
   const OwnedTensor key = random_tensor(KVQ_DTYPE_BF16, {2, 1, f.config.hs()}, 1.0, 3);
-  const CallResult w = write_latent(f.plugin, f.layer.get(), key, {0, 1}, cache);
+  const CallResult w = write_keys(f.plugin, f.layer.get(), key, {0, 1}, cache);
   EXPECT_EQ(w.code, KVQ_ERR_FAILED_PRECONDITION);
   EXPECT_NE(w.message.find("FAKQuant scales not processed"), std::string::npos) << w.message;
   EXPECT_NE(w.message.find(f.config.layer_name), std::string::npos) << w.message;
@@ -780,15 +668,8 @@ TEST(AscendFAKQuant, ProcessedScalesAreRequiredBeforeWriteAndForward) {
   qsl.set(1, 1);
   lens.set(0, 1);
   Cache gcache(g.plugin, g.layer.get(), 2);
-  kvq_forward_args fa{};
-  fa.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  fa.attention_state = KVQ_ATTN_DECODE_ONLY;
-  fa.query = q.get();
-  fa.kv_cache = gcache.tensor();
-  fa.query_start_loc = qsl.get();
-  fa.seq_lens = lens.get();
-  fa.block_table = table.get();
-  fa.output = out.get();
+  const kvq_forward_args fa = forward_args(KVQ_ATTN_DECODE_ONLY, q.get(), gcache.tensor(),
+                                           qsl.get(), lens.get(), table.get(), out.get());
   const CallResult fw = g.plugin.take(g.plugin.api().forward(g.layer.get(), &fa));
   EXPECT_EQ(fw.code, KVQ_ERR_FAILED_PRECONDITION);
   EXPECT_NE(fw.message.find("FAKQuant scales not processed"), std::string::npos) << fw.message;
@@ -835,7 +716,7 @@ TEST(AscendFAKQuant, CacheWriteBytesAreExact) {
     const std::vector<int64_t> slots = {3, 17, -1, 8, 0, 23, 9};  // token 2 is padding
     const std::vector<unsigned char> before = cache.snapshot();
     // num_tokens 6: token 6 (slot 9) is not written.
-    ASSERT_EQ(write_latent(f.plugin, f.layer.get(), key, slots, cache, 6).code, 0);
+    ASSERT_EQ(write_keys(f.plugin, f.layer.get(), key, slots, cache, 6).code, 0);
     std::vector<unsigned char> expected = before;
     const std::vector<double> k = key.to_doubles();
     const int64_t rb = cache.geometry().row_bytes;
@@ -848,7 +729,7 @@ TEST(AscendFAKQuant, CacheWriteBytesAreExact) {
         std::memcpy(row + x, &q, 1);
       }
       for (int64_t x = 0; x < c.rope; ++x) {
-        const uint16_t bits = ref_bf16_bits(k[static_cast<size_t>(i * d + c.lora + x)]);
+        const uint16_t bits = bits16(KVQ_DTYPE_BF16, k[static_cast<size_t>(i * d + c.lora + x)]);
         std::memcpy(row + c.lora + 2 * x, &bits, 2);
       }
     }
@@ -878,7 +759,7 @@ TEST(AscendFAKQuant, CacheWriteRefusesNonFiniteNamingTheTokenAndWritesNothing) {
   for (const Case& k : {Case{2, 5, NAN}, Case{0, d - 1, INFINITY}, Case{3, 0, -INFINITY}}) {
     OwnedTensor key = random_tensor(KVQ_DTYPE_BF16, {4, 1, d}, 1.0, 21);
     key.set(k.token * d + k.element, k.value);
-    const CallResult r = write_latent(f.plugin, f.layer.get(), key, {0, 1, 2, 3}, cache);
+    const CallResult r = write_keys(f.plugin, f.layer.get(), key, {0, 1, 2, 3}, cache);
     EXPECT_EQ(r.code, KVQ_ERR_NON_FINITE);
     EXPECT_NE(r.message.find("token " + std::to_string(k.token)), std::string::npos) << r.message;
     EXPECT_EQ(cache.snapshot(), before) << "token " << k.token;
@@ -886,7 +767,7 @@ TEST(AscendFAKQuant, CacheWriteRefusesNonFiniteNamingTheTokenAndWritesNothing) {
   // A non-finite padding token (slot -1) is never read.
   OwnedTensor key = random_tensor(KVQ_DTYPE_BF16, {2, 1, d}, 1.0, 22);
   key.set(d + 3, NAN);
-  EXPECT_EQ(write_latent(f.plugin, f.layer.get(), key, {0, -1}, cache).code, 0);
+  EXPECT_EQ(write_keys(f.plugin, f.layer.get(), key, {0, -1}, cache).code, 0);
 }
 
 // ---- decode attention ----------------------------------------------------------------

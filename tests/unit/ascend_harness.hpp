@@ -1,7 +1,7 @@
-// Helpers for the Ascend C8 tests (ascend_c8_*_test.cpp): C8 layers driven
-// through the C ABI only (layer_create -> apply_scheme "C8" -> param_load ->
-// process_weights -> cache_write / forward), a host-owned int8 cache with
-// code access, parameter inspection, and test-side references written from
+// Helpers for the Ascend tests (ascend_*_test.cpp), on top of harness.hpp:
+// the Ascend layer config, C8 layers driven through the C ABI only
+// (layer_create -> apply_scheme "C8" -> param_load -> process_weights ->
+// cache_write / forward), and test-side references written from
 // spec/ascend.md §4-§6 with kvq_ref codecs (no plugin code is reused in
 // expectations).
 #pragma once
@@ -11,54 +11,32 @@
 #include <kvq_abi.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 namespace kvq::test::asc {
 
-inline constexpr const char* kLayerName = "model.layers.0.self_attn.attn";
 inline constexpr const char* kC8Params[] = {"k_cache_scale", "k_cache_offset", "v_cache_scale",
                                             "v_cache_offset"};
 inline constexpr const char* kAntiquantParams[] = {"antiquant_key_scale", "antiquant_key_offset",
                                                    "antiquant_value_scale",
                                                    "antiquant_value_offset"};
 
-using LayerPtr = std::unique_ptr<kvq_layer, void (*)(kvq_layer*)>;
-
-struct Config {
-  std::string layer_name = kLayerName;
-  int32_t model_dtype = KVQ_DTYPE_BF16;
-  int64_t num_heads = 8, num_kv_heads = 4, head_size = 8, block_size = 32;
-  int32_t tp_rank = 0, tp_size = 1;
+// An Ascend layer (ordinary implementation, kv "auto"): 8 query heads, 4 KV
+// heads of 8, blocks of 32.
+struct Config : LayerSpec {
+  Config() {
+    backend = "ascend";
+    num_kv_heads = 4;
+    head_size = 8;
+    block_size = 32;
+  }
 };
 
-// "<layer_name>.<local>"
-std::string full_name(const Config& c, const std::string& local);
-
-// Throws std::runtime_error with `what` and the message when r is an error.
-void check(const CallResult& r, const std::string& what);
-
-// layer_create on the "ascend" backend (ordinary implementation, kv "auto").
-CallResult create_layer(Plugin& p, const Config& c, LayerPtr* out);
-LayerPtr make_layer(Plugin& p, const Config& c);  // throws on an error
-CallResult apply_c8(Plugin& p, kvq_layer* layer);
-kvq_layer_info layer_info(Plugin& p, const kvq_layer* layer);
-kvq_cache_geometry geometry(Plugin& p, const kvq_layer* layer);
-
-// The parameter named `full` (by scanning param_info), or nullopt.
-std::optional<kvq_param_info> find_param(Plugin& p, const kvq_layer* layer,
-                                         const std::string& full);
-// param_read of the whole parameter (dtype and size from param_info), decoded
-// to doubles; throws when the parameter is missing or the read fails.
-std::vector<double> read_param(Plugin& p, const kvq_layer* layer, const std::string& full);
-// param_load of `values` stored as `dtype` in `shape` (default [values.size()]).
-CallResult load_param(Plugin& p, kvq_layer* layer, const std::string& full,
-                      const std::vector<double>& values, std::vector<int64_t> shape = {},
-                      int32_t dtype = KVQ_DTYPE_F32, int32_t tp_rank = 0, int32_t tp_size = 1);
-CallResult process_weights(Plugin& p, kvq_layer* layer);
+inline CallResult apply_c8(Plugin& p, kvq_layer* layer) {
+  return apply_scheme(p, layer, "C8");
+}
 
 // Per-channel C8 vectors as a checkpoint holds them ([kv_heads * head_size]).
 struct Scales {
@@ -81,35 +59,6 @@ LayerPtr make_c8_layer(Plugin& p, const Config& c, const Scales& s);
 std::vector<double> rank_slice(const std::vector<double>& full, const Config& c);
 Scales rank_slice(const Scales& full, const Config& c);
 
-// A host-owned KV cache buffer U8 [num_blocks, bytes_per_block], initialised
-// with cache_init.
-class Cache {
- public:
-  Cache(Plugin& p, kvq_layer* layer, int64_t num_blocks);
-  const kvq_cache_geometry& geometry() const { return g_; }
-  kvq_tensor* tensor() { return storage_.get(); }
-  unsigned char* data() { return storage_.data(); }
-  int64_t bytes() const { return storage_.bytes(); }
-  std::vector<unsigned char> snapshot() const;
-  // Byte offset of element d of row (block, kv: 0 K / 1 V, slot in block,
-  // head), by the layout of abi/kvq_abi.h (int8: one byte per element).
-  int64_t offset(int64_t block, int kv, int64_t in_block, int64_t head, int64_t d) const;
-  int8_t code(int64_t slot, int kv, int64_t head, int64_t d) const;
-  void set_code(int64_t block, int kv, int64_t in_block, int64_t head, int64_t d, int8_t v);
-
- private:
-  kvq_cache_geometry g_{};
-  OwnedTensor storage_;
-};
-
-// cache_write of key/value [T, H_kv, D] at `slots` (T entries).
-CallResult write_kv(Plugin& p, kvq_layer* layer, const OwnedTensor& key, const OwnedTensor& value,
-                    const std::vector<int64_t>& slots, Cache& cache, int64_t num_tokens = 0);
-
-// N(0, stddev) values rounded to `dtype`.
-OwnedTensor random_tensor(int32_t dtype, std::vector<int64_t> shape, double stddev, uint64_t seed);
-OwnedTensor filled_tensor(int32_t dtype, std::vector<int64_t> shape, double value);
-
 // ---- reference codecs (spec §4-§5), bf16 rounding emulated with kvq_ref ----
 
 double bf16(double x);
@@ -127,10 +76,6 @@ int8_t ref_quantize(double x, const RefChannel& ch);
 double ref_dequantize(int8_t q, const RefChannel& ch);
 
 // ---- attention batches --------------------------------------------------
-
-struct Seq {
-  int64_t query_len, seq_len;
-};
 
 // One forward batch on a C8 layer: every position of every sequence is
 // written into shuffled blocks of a fresh cache, then forward runs with a
@@ -159,11 +104,5 @@ C8Run run_c8(Plugin& p, kvq_layer* layer, const Config& c, const std::vector<Seq
 void dequantized_kv(const Cache& cache, const Config& c, const Scales& local,
                     const std::vector<int32_t>& blocks, int64_t len, std::vector<double>* k,
                     std::vector<double>* v);
-
-// The float64 reference attention (causal, bottom-right aligned, GQA).
-std::vector<double> reference_attention(const Config& c, const std::vector<Seq>& seqs,
-                                        const std::vector<double>& query,
-                                        const std::vector<std::vector<double>>& keys,
-                                        const std::vector<std::vector<double>>& values);
 
 }  // namespace kvq::test::asc

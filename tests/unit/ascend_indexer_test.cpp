@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <string>
@@ -24,8 +25,6 @@
 
 namespace kvq::test::asc {
 namespace {
-
-using StringPairs = std::vector<std::pair<std::string, std::string>>;
 
 constexpr int32_t kAllStates[] = {KVQ_ATTN_PREFILL_NO_CACHE, KVQ_ATTN_PREFILL_CACHE_HIT,
                                   KVQ_ATTN_DECODE_ONLY, KVQ_ATTN_CHUNKED_PREFILL,
@@ -42,22 +41,11 @@ Config indexer_config(int64_t heads, int64_t dim, int32_t dtype = KVQ_DTYPE_BF16
   return c;
 }
 
-CallResult apply_indexer(Plugin& p, kvq_layer* layer, const StringPairs& options) {
-  std::vector<const char*> flat;
-  for (const auto& [k, v] : options) {
-    flat.push_back(k.c_str());
-    flat.push_back(v.c_str());
-  }
-  kvq_scheme_args a{};
-  a.struct_size = KVQ_SCHEME_ARGS_SIZE;
-  a.quant_type = "INT8_DYNAMIC";
-  a.layer_type = "attention";
-  a.num_options = static_cast<int64_t>(options.size());
-  a.options = flat.empty() ? nullptr : flat.data();
-  return p.take(p.api().apply_scheme(layer, &a));
+CallResult apply_indexer(Plugin& p, kvq_layer* layer, const Options& options) {
+  return apply_scheme(p, layer, "INT8_DYNAMIC", options);
 }
 
-StringPairs options_for(int64_t topk, int64_t dim) {
+Options options_for(int64_t topk, int64_t dim) {
   return {{"index_topk", std::to_string(topk)}, {"index_head_dim", std::to_string(dim)}};
 }
 
@@ -65,6 +53,22 @@ LayerPtr make_indexer(Plugin& p, const Config& c, int64_t topk) {
   LayerPtr layer = make_layer(p, c);
   check(apply_indexer(p, layer.get(), options_for(topk, c.head_size)), "apply_scheme");
   return layer;
+}
+
+// param_load of a [D, D] rotation into "indexer.<which>" (q_rot or k_rot);
+// throws on an error.
+void load_rotation(Plugin& p, kvq_layer* layer, const Config& c, const std::string& which,
+                   const std::vector<double>& r) {
+  check(load_param(p, layer, full_name(c, "indexer." + which), r, {c.head_size, c.head_size}),
+        "load " + which);
+}
+
+// Both rotations, then process_weights; throws on an error.
+void load_rotations(Plugin& p, kvq_layer* layer, const Config& c, const std::vector<double>& rq,
+                    const std::vector<double>& rk) {
+  load_rotation(p, layer, c, "q_rot", rq);
+  load_rotation(p, layer, c, "k_rot", rk);
+  check(process_weights(p, layer), "process_weights");
 }
 
 bool contains(const std::string& s, const std::string& needle) {
@@ -92,6 +96,12 @@ std::vector<double> ref_hadamard(int64_t d) {
   return h;
 }
 
+std::vector<double> identity_rotation(int64_t d) {
+  std::vector<double> r(static_cast<size_t>(d * d), 0.0);
+  for (int64_t i = 0; i < d; ++i) r[static_cast<size_t>(i * d + i)] = 1.0;
+  return r;
+}
+
 // A seeded random ±1 Hadamard, H * diag(±1) / sqrt(D), rounded to float32
 // (what an exporter writes into the checkpoint).
 std::vector<double> random_rotation(int64_t d, uint64_t seed) {
@@ -117,19 +127,6 @@ std::vector<float> ref_rotate(const double* x, const std::vector<double>& r, int
   return out;
 }
 
-double rne(double v) {
-  double r = std::floor(v);
-  const double frac = v - r;
-  if (frac > 0.5 || (frac == 0.5 && std::fmod(r, 2.0) != 0.0)) r += 1.0;
-  return r;
-}
-
-uint16_t f16_bits(double v) {
-  uint16_t bits = 0;
-  kvq::ref::store(KVQ_DTYPE_F16, &bits, 0, v);
-  return bits;
-}
-
 struct RefRow {
   std::vector<int8_t> codes;
   uint16_t scale_bits = 0;
@@ -145,10 +142,10 @@ RefRow ref_quantize(const std::vector<float>& x) {
   RefRow row;
   for (float v : x) {
     const double q = static_cast<double>(static_cast<float>(static_cast<double>(v) / s));
-    row.codes.push_back(static_cast<int8_t>(std::clamp(rne(q), -127.0, 127.0)));
+    row.codes.push_back(static_cast<int8_t>(std::clamp(round_half_even(q), -127.0, 127.0)));
   }
   row.scale = kvq::ref::round_to(KVQ_DTYPE_F16, s);
-  row.scale_bits = f16_bits(s);
+  row.scale_bits = bits16(KVQ_DTYPE_F16, s);
   return row;
 }
 
@@ -177,46 +174,6 @@ std::vector<int32_t> ref_topk(const std::vector<RefRow>& keys, int64_t visible,
   for (int64_t r = 0; r < std::min<int64_t>(topk, visible); ++r)
     out[static_cast<size_t>(r)] = idx[static_cast<size_t>(r)];
   return out;
-}
-
-// ---- the keys-only cache -------------------------------------------------------
-
-class IndexerCache {
- public:
-  IndexerCache(Plugin& p, kvq_layer* layer, int64_t num_blocks)
-      : g_(asc::geometry(p, layer)), buf_(KVQ_DTYPE_U8, {num_blocks, g_.bytes_per_block}) {
-    check(p.take(p.api().cache_init(layer, buf_.get())), "cache_init");
-  }
-  const kvq_cache_geometry& geometry() const { return g_; }
-  kvq_tensor* tensor() { return buf_.get(); }
-  // [num_blocks][block_size][1][row_bytes]: slot s starts at s * row_bytes.
-  const unsigned char* row(int64_t slot) const {
-    return static_cast<const unsigned char*>(buf_.get()->data) + slot * g_.row_bytes;
-  }
-  std::vector<unsigned char> snapshot() const {
-    const auto* b = static_cast<const unsigned char*>(buf_.get()->data);
-    return {b, b + buf_.bytes()};
-  }
-
- private:
-  kvq_cache_geometry g_;
-  OwnedTensor buf_;
-};
-
-CallResult write_keys(Plugin& p, kvq_layer* layer, const OwnedTensor& key,
-                      const std::vector<int64_t>& slots, IndexerCache& cache,
-                      int64_t num_tokens = 0) {
-  OwnedTensor slot_t(KVQ_DTYPE_I64, {static_cast<int64_t>(slots.size())});
-  for (size_t i = 0; i < slots.size(); ++i)
-    slot_t.set(static_cast<int64_t>(i), static_cast<double>(slots[i]));
-  kvq_cache_write_args w{};
-  w.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  w.key = key.get();
-  w.value = nullptr;  // keys-only layout
-  w.slot_mapping = slot_t.get();
-  w.kv_cache = cache.tensor();
-  w.num_tokens = num_tokens;
-  return p.take(p.api().cache_write(layer, &w));
 }
 
 // ---- one forward batch ---------------------------------------------------------
@@ -259,57 +216,19 @@ struct IndexerRunOptions {
 
 IndexerRun run_indexer(Plugin& p, kvq_layer* layer, const Config& c, int64_t topk, const Inputs& in,
                        const IndexerRunOptions& o = {}) {
-  const int64_t bs = c.block_size, ns = static_cast<int64_t>(in.seqs.size());
-  int64_t total_blocks = 0, max_blocks = 1, total_q = 0;
-  for (const Seq& s : in.seqs) {
-    total_blocks += (s.seq_len + bs - 1) / bs;
-    max_blocks = std::max(max_blocks, (s.seq_len + bs - 1) / bs);
-    total_q += s.query_len;
-  }
-  const int64_t num_blocks = total_blocks + 3;
-  IndexerCache cache(p, layer, num_blocks);
   std::mt19937_64 rng(o.seed);
-  std::vector<int32_t> ids(static_cast<size_t>(num_blocks));
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng);
-
-  OwnedTensor table(KVQ_DTYPE_I32, {ns, max_blocks});
-  OwnedTensor qsl(KVQ_DTYPE_I32, {ns + 1});
-  OwnedTensor lens(KVQ_DTYPE_I32, {ns});
-  for (int64_t i = 0; i < table.numel(); ++i) table.set(i, -1.0);  // unused entries
+  const PagedBatch pb = paged_batch(in.seqs, c.block_size, 3, rng, -1.0);  // -1: unused entries
+  Cache cache(p, layer, pb.num_blocks);
   IndexerRun run;
-  size_t next = 0;
-  int64_t row = 0;
-  for (int64_t si = 0; si < ns; ++si) {
-    const Seq& s = in.seqs[static_cast<size_t>(si)];
-    qsl.set(si, static_cast<double>(row));
-    lens.set(si, static_cast<double>(s.seq_len));
-    std::vector<int32_t> blocks;
-    for (int64_t k = 0; k < (s.seq_len + bs - 1) / bs; ++k) {
-      blocks.push_back(ids[next++]);
-      table.set(si * max_blocks + k, blocks.back());
-    }
-    std::vector<int64_t> slots;
-    for (int64_t j = 0; j < s.seq_len; ++j)
-      slots.push_back(blocks[static_cast<size_t>(j / bs)] * bs + j % bs);
-    run.write = write_keys(p, layer, in.keys[static_cast<size_t>(si)], slots, cache);
+  for (size_t si = 0; si < in.seqs.size(); ++si) {
+    run.write = write_keys(p, layer, in.keys[si], pb.slots[si], cache);
     if (run.write.code != 0) return run;
-    row += s.query_len;
   }
-  qsl.set(ns, static_cast<double>(row));
   const int64_t out_topk = o.output_topk < 0 ? topk : o.output_topk;
-  OwnedTensor out(KVQ_DTYPE_I32, {total_q, out_topk});
-  for (int64_t i = 0; i < out.numel(); ++i) out.set(i, -7.0);  // poison
+  const OwnedTensor out = filled_tensor(KVQ_DTYPE_I32, {pb.total_q, out_topk}, -7.0);  // poison
 
-  kvq_forward_args f{};
-  f.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  f.attention_state = o.state;
-  f.query = o.query_override ? o.query_override->get() : in.query.get();
-  f.kv_cache = cache.tensor();
-  f.query_start_loc = qsl.get();
-  f.seq_lens = lens.get();
-  f.block_table = table.get();
-  f.output = out.get();
+  kvq_forward_args f = pb.forward_args(o.state, o.query_override ? *o.query_override : in.query,
+                                       cache.tensor(), out);
   if (o.pass_weights)
     f.head_weights = o.weights_override ? o.weights_override->get() : in.weights.get();
   run.supports = p.take(p.api().supports(layer, &f));
@@ -318,6 +237,22 @@ IndexerRun run_indexer(Plugin& p, kvq_layer* layer, const Config& c, int64_t top
     for (double v : out.to_doubles()) run.output.push_back(static_cast<int32_t>(v));
   }
   return run;
+}
+
+// run_indexer with `query` in place of the inputs' query.
+IndexerRun run_with_query(Plugin& p, kvq_layer* layer, const Config& c, int64_t topk,
+                          const Inputs& in, const OwnedTensor& query) {
+  IndexerRunOptions o;
+  o.query_override = &query;
+  return run_indexer(p, layer, c, topk, in, o);
+}
+
+// run_indexer with `weights` in place of the inputs' head weights.
+IndexerRun run_with_weights(Plugin& p, kvq_layer* layer, const Config& c, int64_t topk,
+                            const Inputs& in, const OwnedTensor& weights) {
+  IndexerRunOptions o;
+  o.weights_override = &weights;
+  return run_indexer(p, layer, c, topk, in, o);
 }
 
 // The expected output of a batch, from the inputs alone.
@@ -348,6 +283,12 @@ std::vector<int32_t> reference_output(const Config& c, int64_t topk, const Input
     }
   }
   return out;
+}
+
+// Expects `r` to fail with `code`, its message naming every one of `needles`.
+void expect_error(const CallResult& r, int32_t code, std::initializer_list<const char*> needles) {
+  EXPECT_EQ(r.code, code);
+  for (const char* needle : needles) EXPECT_TRUE(contains(r.message, needle)) << r.message;
 }
 
 void expect_output(const std::vector<int32_t>& actual, const std::vector<int32_t>& expected,
@@ -439,15 +380,12 @@ TEST(AscendIndexer, ConfigurationErrorsNameTheValues) {
     c.num_kv_heads = 2;
     LayerPtr layer = make_layer(p, c);
     const CallResult r = apply_indexer(p, layer.get(), options_for(8, 64));
-    EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT);
-    EXPECT_TRUE(contains(r.message, "num_kv_heads 2")) << r.message;
+    expect_error(r, KVQ_ERR_INVALID_ARGUMENT, {"num_kv_heads 2"});
   }
   {  // head_size 64 against the default index_head_dim 128
     LayerPtr layer = make_layer(p, indexer_config(8, 64));
     const CallResult r = apply_indexer(p, layer.get(), {});
-    EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT);
-    EXPECT_TRUE(contains(r.message, "index_head_dim 128")) << r.message;
-    EXPECT_TRUE(contains(r.message, "head_size 64")) << r.message;
+    expect_error(r, KVQ_ERR_INVALID_ARGUMENT, {"index_head_dim 128", "head_size 64"});
     EXPECT_EQ(std::string(layer_info(p, layer.get()).impl_name), "ascend_attention");
   }
   for (const char* bad : {"abc", "0", "-3", "12x", ""}) {
@@ -473,16 +411,14 @@ TEST(AscendIndexer, WritePathBytesExact) {
       if (loaded) {
         const std::vector<double> rq = random_rotation(d, 21);
         rk = random_rotation(d, 22);
-        check(load_param(p, layer.get(), full_name(c, "indexer.q_rot"), rq, {d, d}), "load q_rot");
-        check(load_param(p, layer.get(), full_name(c, "indexer.k_rot"), rk, {d, d}), "load k_rot");
-        check(process_weights(p, layer.get()), "process_weights");
+        load_rotations(p, layer.get(), c, rq, rk);
       }
-      IndexerCache cache(p, layer.get(), num_blocks);
+      Cache cache(p, layer.get(), num_blocks);
       const kvq_cache_geometry& g = cache.geometry();
       ASSERT_EQ(g.row_bytes, 132);
       // cache_init: zero codes, fp16 scale 1.0, zero padding.
       for (int64_t s = 0; s < num_blocks * c.block_size; ++s) {
-        const unsigned char* row = cache.row(s);
+        const unsigned char* row = cache.key_row(s);
         for (int64_t x = 0; x < d; ++x) ASSERT_EQ(row[x], 0);
         uint16_t bits;
         std::memcpy(&bits, row + d, 2);
@@ -516,8 +452,8 @@ TEST(AscendIndexer, WritePathBytesExact) {
         if (slot < 0) continue;
         touched[static_cast<size_t>(slot)] = true;
         const RefRow ref = ref_quantize(ref_rotate(k.data() + t * d, rk, d));
-        if (ref.scale_bits == f16_bits(1e-6f)) ++floor_rows;
-        const unsigned char* row = cache.row(slot);
+        if (ref.scale_bits == bits16(KVQ_DTYPE_F16, 1e-6f)) ++floor_rows;
+        const unsigned char* row = cache.key_row(slot);
         for (int64_t x = 0; x < d; ++x) {
           int8_t code;
           std::memcpy(&code, row + x, 1);
@@ -532,7 +468,7 @@ TEST(AscendIndexer, WritePathBytesExact) {
       EXPECT_GE(floor_rows, 2);  // the zero row and the 1e-7 rows hit the floor
       for (size_t s = 0; s < touched.size(); ++s) {
         if (touched[s]) continue;
-        const unsigned char* row = cache.row(static_cast<int64_t>(s));
+        const unsigned char* row = cache.key_row(static_cast<int64_t>(s));
         uint16_t bits;
         std::memcpy(&bits, row + d, 2);
         ASSERT_EQ(bits, 0x3C00) << "slot " << s << " was written";
@@ -654,9 +590,7 @@ TEST(AscendIndexer, LoadedRotationAndDefaultHadamardAgreeOnSeparatedScores) {
   LayerPtr hadamard_layer = make_indexer(p, c, topk);
   LayerPtr loaded_layer = make_indexer(p, c, topk);
   const std::vector<double> rot = random_rotation(d, 99);
-  check(load_param(p, loaded_layer.get(), full_name(c, "indexer.q_rot"), rot, {d, d}), "q_rot");
-  check(load_param(p, loaded_layer.get(), full_name(c, "indexer.k_rot"), rot, {d, d}), "k_rot");
-  check(process_weights(p, loaded_layer.get()), "process_weights");
+  load_rotations(p, loaded_layer.get(), c, rot, rot);
 
   const IndexerRun with_hadamard = run_indexer(p, hadamard_layer.get(), c, topk, in);
   const IndexerRun with_loaded = run_indexer(p, loaded_layer.get(), c, topk, in);
@@ -680,9 +614,7 @@ TEST(AscendIndexer, DistinctLoadedQueryAndKeyRotations) {
   const Config c = indexer_config(6, d, KVQ_DTYPE_BF16, 8);
   LayerPtr layer = make_indexer(p, c, topk);
   const std::vector<double> rq = random_rotation(d, 41), rk = random_rotation(d, 42);
-  check(load_param(p, layer.get(), full_name(c, "indexer.q_rot"), rq, {d, d}), "q_rot");
-  check(load_param(p, layer.get(), full_name(c, "indexer.k_rot"), rk, {d, d}), "k_rot");
-  check(process_weights(p, layer.get()), "process_weights");
+  load_rotations(p, layer.get(), c, rq, rk);
   const Inputs in = random_inputs(c, {{1, 23}, {7, 19}, {2, 2}}, KVQ_DTYPE_F16, 43);
   const IndexerRun run = run_indexer(p, layer.get(), c, topk, in);
   ASSERT_EQ(run.forward.code, 0) << run.forward.message;
@@ -698,12 +630,11 @@ TEST(AscendIndexer, Fp16RoundedScalesDecideTies) {
   const Config c = indexer_config(2, d, KVQ_DTYPE_F32, 4);
   const double up = 1.0 + std::ldexp(1.0, -12);  // fp16(up) == 1.0
   ASSERT_EQ(kvq::ref::round_to(KVQ_DTYPE_F16, up), 1.0);
-  std::vector<double> identity(static_cast<size_t>(d * d), 0.0);
-  for (int64_t i = 0; i < d; ++i) identity[static_cast<size_t>(i * d + i)] = 1.0;
+  const std::vector<double> identity = identity_rotation(d);
   auto make = [&] {
     LayerPtr layer = make_indexer(p, c, topk);
-    check(load_param(p, layer.get(), full_name(c, "indexer.q_rot"), identity, {d, d}), "q_rot");
-    check(load_param(p, layer.get(), full_name(c, "indexer.k_rot"), identity, {d, d}), "k_rot");
+    load_rotation(p, layer.get(), c, "q_rot", identity);
+    load_rotation(p, layer.get(), c, "k_rot", identity);
     return layer;
   };
   auto inputs = [&](const std::vector<std::vector<double>>& keys, double w0) {
@@ -756,9 +687,7 @@ TEST(AscendIndexer, MissingHeadWeightsIsInvalidArgument) {
   IndexerRunOptions o;
   o.pass_weights = false;
   const IndexerRun run = run_indexer(p, layer.get(), c, 8, in, o);
-  EXPECT_EQ(run.forward.code, KVQ_ERR_INVALID_ARGUMENT);
-  EXPECT_TRUE(contains(run.forward.message, "head_weights")) << run.forward.message;
-  EXPECT_TRUE(contains(run.forward.message, "required")) << run.forward.message;
+  expect_error(run.forward, KVQ_ERR_INVALID_ARGUMENT, {"head_weights", "required"});
   EXPECT_EQ(run.supports.code, run.forward.code) << run.supports.message;
 }
 
@@ -769,29 +698,21 @@ TEST(AscendIndexer, WrongHeadCountOrOutputShapeIsInvalidArgument) {
   const Inputs in = random_inputs(c, {{1, 9}, {3, 3}}, KVQ_DTYPE_BF16, 3);
   {
     const OwnedTensor q = random_tensor(c.model_dtype, {4, 6, 64}, 1.0, 1);
-    IndexerRunOptions o;
-    o.query_override = &q;
-    const IndexerRun run = run_indexer(p, layer.get(), c, 8, in, o);
-    EXPECT_EQ(run.forward.code, KVQ_ERR_INVALID_ARGUMENT);
-    EXPECT_TRUE(contains(run.forward.message, "query")) << run.forward.message;
-    EXPECT_TRUE(contains(run.forward.message, "8")) << run.forward.message;
+    const IndexerRun run = run_with_query(p, layer.get(), c, 8, in, q);
+    expect_error(run.forward, KVQ_ERR_INVALID_ARGUMENT, {"query", "8"});
     EXPECT_EQ(run.supports.code, run.forward.code);
   }
   {
     const OwnedTensor w = random_tensor(KVQ_DTYPE_BF16, {4, 7}, 1.0, 1);
-    IndexerRunOptions o;
-    o.weights_override = &w;
-    const IndexerRun run = run_indexer(p, layer.get(), c, 8, in, o);
-    EXPECT_EQ(run.forward.code, KVQ_ERR_INVALID_ARGUMENT);
-    EXPECT_TRUE(contains(run.forward.message, "head_weights")) << run.forward.message;
+    const IndexerRun run = run_with_weights(p, layer.get(), c, 8, in, w);
+    expect_error(run.forward, KVQ_ERR_INVALID_ARGUMENT, {"head_weights"});
     EXPECT_EQ(run.supports.code, run.forward.code);
   }
   {  // output must be I32 [T, index_topk]
     IndexerRunOptions o;
     o.output_topk = 16;
     const IndexerRun run = run_indexer(p, layer.get(), c, 8, in, o);
-    EXPECT_EQ(run.forward.code, KVQ_ERR_INVALID_ARGUMENT);
-    EXPECT_TRUE(contains(run.forward.message, "output")) << run.forward.message;
+    expect_error(run.forward, KVQ_ERR_INVALID_ARGUMENT, {"output"});
   }
 }
 
@@ -801,21 +722,18 @@ TEST(AscendIndexer, NonPowerOfTwoDimNeedsLoadedRotations) {
   const Config c = indexer_config(4, d);
   LayerPtr layer = make_indexer(p, c, 4);  // creating is fine: rotations may come later
   const CallResult pw = process_weights(p, layer.get());
-  EXPECT_EQ(pw.code, KVQ_ERR_INVALID_ARGUMENT);
-  EXPECT_TRUE(contains(pw.message, "index_head_dim 96 is not a power of two")) << pw.message;
+  expect_error(pw, KVQ_ERR_INVALID_ARGUMENT, {"index_head_dim 96 is not a power of two"});
   const Inputs in = random_inputs(c, {{2, 6}}, KVQ_DTYPE_BF16, 4);
   {
     const IndexerRun run = run_indexer(p, layer.get(), c, 4, in);
-    EXPECT_EQ(run.write.code, KVQ_ERR_INVALID_ARGUMENT);
-    EXPECT_TRUE(contains(run.write.message, "not a power of two")) << run.write.message;
+    expect_error(run.write, KVQ_ERR_INVALID_ARGUMENT, {"not a power of two"});
   }
   // One rotation is not enough.
-  std::vector<double> identity(static_cast<size_t>(d * d), 0.0);
-  for (int64_t i = 0; i < d; ++i) identity[static_cast<size_t>(i * d + i)] = 1.0;
-  check(load_param(p, layer.get(), full_name(c, "indexer.q_rot"), identity, {d, d}), "q_rot");
+  const std::vector<double> identity = identity_rotation(d);
+  load_rotation(p, layer.get(), c, "q_rot", identity);
   EXPECT_EQ(process_weights(p, layer.get()).code, KVQ_ERR_INVALID_ARGUMENT);
   // Both loaded: the identity rotation works, and the scores follow the formula.
-  check(load_param(p, layer.get(), full_name(c, "indexer.k_rot"), identity, {d, d}), "k_rot");
+  load_rotation(p, layer.get(), c, "k_rot", identity);
   check(process_weights(p, layer.get()), "process_weights");
   const IndexerRun run = run_indexer(p, layer.get(), c, 4, in);
   ASSERT_EQ(run.write.code, 0) << run.write.message;
@@ -827,13 +745,12 @@ TEST(AscendIndexer, NanKeyIsNonFiniteAndWritesNothing) {
   Plugin p(ascend_plugin_path());
   const Config c = indexer_config(4, 64);
   LayerPtr layer = make_indexer(p, c, 4);
-  IndexerCache cache(p, layer.get(), 2);
+  Cache cache(p, layer.get(), 2);
   OwnedTensor key = random_tensor(c.model_dtype, {6, 1, 64}, 1.0, 8);
   key.set(3 * 64 + 10, NAN);
   const std::vector<unsigned char> before = cache.snapshot();
   const CallResult r = write_keys(p, layer.get(), key, {0, 1, 2, 3, 4, 5}, cache);
-  EXPECT_EQ(r.code, KVQ_ERR_NON_FINITE);
-  EXPECT_TRUE(contains(r.message, "token 3")) << r.message;
+  expect_error(r, KVQ_ERR_NON_FINITE, {"token 3"});
   EXPECT_EQ(cache.snapshot(), before);
   // A NaN in a padding token (slot -1) is never read.
   EXPECT_EQ(write_keys(p, layer.get(), key, {0, 1, 2, -1, 4, 5}, cache).code, 0);
@@ -849,20 +766,14 @@ TEST(AscendIndexer, NonFiniteQueryOrHeadWeightIsNonFinite) {
   {
     OwnedTensor q = random_tensor(c.model_dtype, {4, 4, 64}, 1.0, 2);
     q.set((2 * 4 + 1) * 64 + 5, NAN);
-    IndexerRunOptions o;
-    o.query_override = &q;
-    const IndexerRun run = run_indexer(p, layer.get(), c, 4, in, o);
-    EXPECT_EQ(run.forward.code, KVQ_ERR_NON_FINITE);
-    EXPECT_TRUE(contains(run.forward.message, "token 2 head 1")) << run.forward.message;
+    const IndexerRun run = run_with_query(p, layer.get(), c, 4, in, q);
+    expect_error(run.forward, KVQ_ERR_NON_FINITE, {"token 2 head 1"});
   }
   {
     OwnedTensor w = random_tensor(KVQ_DTYPE_F32, {4, 4}, 1.0, 2);
     w.set(3 * 4 + 2, INFINITY);
-    IndexerRunOptions o;
-    o.weights_override = &w;
-    const IndexerRun run = run_indexer(p, layer.get(), c, 4, in, o);
-    EXPECT_EQ(run.forward.code, KVQ_ERR_NON_FINITE);
-    EXPECT_TRUE(contains(run.forward.message, "token 3 head 2")) << run.forward.message;
+    const IndexerRun run = run_with_weights(p, layer.get(), c, 4, in, w);
+    expect_error(run.forward, KVQ_ERR_NON_FINITE, {"token 3 head 2"});
   }
 }
 
@@ -873,16 +784,15 @@ TEST(AscendIndexer, RotationChangeAfterFirstUseIsRefused) {
   const int64_t d = 64;
   const Config c = indexer_config(4, d);
   LayerPtr layer = make_indexer(p, c, 4);
-  IndexerCache cache(p, layer.get(), 2);
+  Cache cache(p, layer.get(), 2);
   const OwnedTensor key = random_tensor(c.model_dtype, {3, 1, d}, 1.0, 8);
   ASSERT_EQ(write_keys(p, layer.get(), key, {0, 1, 2}, cache).code, 0);
   const std::vector<double> rot = random_rotation(d, 3);
-  check(load_param(p, layer.get(), full_name(c, "indexer.q_rot"), rot, {d, d}), "q_rot");
+  load_rotation(p, layer.get(), c, "q_rot", rot);
   ASSERT_EQ(write_keys(p, layer.get(), key, {0, 1, 2}, cache).code, 0);  // one of two: unchanged
-  check(load_param(p, layer.get(), full_name(c, "indexer.k_rot"), rot, {d, d}), "k_rot");
+  load_rotation(p, layer.get(), c, "k_rot", rot);
   const CallResult r = write_keys(p, layer.get(), key, {0, 1, 2}, cache);
-  EXPECT_EQ(r.code, KVQ_ERR_FAILED_PRECONDITION);
-  EXPECT_TRUE(contains(r.message, "rotation")) << r.message;
+  expect_error(r, KVQ_ERR_FAILED_PRECONDITION, {"rotation"});
   EXPECT_EQ(process_weights(p, layer.get()).code, KVQ_ERR_FAILED_PRECONDITION);
 }
 

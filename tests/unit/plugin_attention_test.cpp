@@ -151,7 +151,9 @@ TEST(TritonBackend, InfoNamesTheKernelLevelAndCpuFeatures) {
   kvq_plugin_info info{};
   info.struct_size = KVQ_PLUGIN_INFO_SIZE;
   ASSERT_EQ(p.take(p.api().get_info(p.instance(), &info)).code, 0);
-  EXPECT_STREQ(info.simd_level, "portable");
+  EXPECT_TRUE(std::string(info.simd_level) == "portable" ||
+              std::string(info.simd_level) == "avx2" || std::string(info.simd_level) == "avx512")
+      << info.simd_level;
   EXPECT_STREQ(info.name, "kvq_triton_sim");
   ASSERT_EQ(info.num_backends, 1);
   EXPECT_STREQ(info.backends[0]->name, "triton");

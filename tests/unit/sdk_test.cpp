@@ -98,24 +98,6 @@ TEST(Dtype, Bf16AndF16RoundToNearestEven) {
   EXPECT_EQ(sdk::float_to_bf16(1.01171875f), 0x3F82);
 }
 
-// Builds a kvq_tensor over a vector.
-template <typename T>
-kvq_tensor view(std::vector<T>& v, int32_t dtype, std::vector<int64_t> shape) {
-  kvq_tensor t{};
-  t.struct_size = KVQ_TENSOR_SIZE;
-  t.data = v.data();
-  t.device_type = KVQ_DEVICE_CPU;
-  t.dtype = dtype;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    t.shape[i] = shape[static_cast<size_t>(i)];
-    t.strides[i] = stride;
-    stride *= shape[static_cast<size_t>(i)];
-  }
-  return t;
-}
-
 TEST(PagedAttention, SplitKvDecodeMatchesUnsplitPath) {
   sdk::LayerConfig c;
   c.model_dtype = KVQ_DTYPE_F32;
@@ -137,20 +119,13 @@ TEST(PagedAttention, SplitKvDecodeMatchesUnsplitPath) {
   for (float& x : q) x = n(rng);
   std::vector<int32_t> qsl = {0, 1, 2, 3}, lens = lens_v, table(static_cast<size_t>(num_blocks));
   for (int32_t i = 0; i < num_blocks; ++i) table[static_cast<size_t>(i)] = i;
-  kvq_tensor tq = view(q, KVQ_DTYPE_F32, {s_count, 8, 64}),
-             to1 = view(out1, KVQ_DTYPE_F32, {s_count, 8, 64}),
-             to2 = view(out2, KVQ_DTYPE_F32, {s_count, 8, 64}),
-             tqsl = view(qsl, KVQ_DTYPE_I32, {4}), tl = view(lens, KVQ_DTYPE_I32, {3}),
-             tt = view(table, KVQ_DTYPE_I32, {s_count, max_blocks});
-  kvq_forward_args a{};
-  a.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  a.attention_state = KVQ_ATTN_DECODE_ONLY;
-  a.query = &tq;
-  a.kv_cache = cache.get();
-  a.query_start_loc = &tqsl;
-  a.seq_lens = &tl;
-  a.block_table = &tt;
-  a.output = &to1;
+  kvq_tensor tq = tensor_view(q.data(), KVQ_DTYPE_F32, {s_count, 8, 64}),
+             to1 = tensor_view(out1.data(), KVQ_DTYPE_F32, {s_count, 8, 64}),
+             to2 = tensor_view(out2.data(), KVQ_DTYPE_F32, {s_count, 8, 64}),
+             tqsl = tensor_view(qsl.data(), KVQ_DTYPE_I32, {4}),
+             tl = tensor_view(lens.data(), KVQ_DTYPE_I32, {3}),
+             tt = tensor_view(table.data(), KVQ_DTYPE_I32, {s_count, max_blocks});
+  kvq_forward_args a = forward_args(KVQ_ATTN_DECODE_ONLY, &tq, cache.get(), &tqsl, &tl, &tt, &to1);
   const sdk::ForwardSpec spec{{KVQ_DTYPE_F32}, KVQ_DTYPE_F32, {8, 64}, false};
   const sdk::ForwardBatch b1 = sdk::validate_forward(c, g, &a, true, spec);
   a.output = &to2;
@@ -218,7 +193,7 @@ TEST(AbiStruct, OutStructIsWrittenNoFurtherThanItsSize) {
 
 TEST(TensorView, RejectsMalformedDescriptors) {
   std::vector<float> data(16);
-  kvq_tensor t = view(data, KVQ_DTYPE_F32, {4, 4});
+  kvq_tensor t = tensor_view(data.data(), KVQ_DTYPE_F32, {4, 4});
   EXPECT_NO_THROW(sdk::TensorView(&t, "x"));
   const auto code_of = [](const kvq_tensor& bad) {
     try {
@@ -256,11 +231,11 @@ TEST(WeightLoader, DefaultLoaderSqueezesAndNamesBothShapes) {
   std::vector<uint16_t> src(4);
   for (int i = 0; i < 4; ++i)
     src[static_cast<size_t>(i)] = sdk::float_to_f16(static_cast<float>(i + 1));
-  kvq_tensor t = view(src, KVQ_DTYPE_F16, {1, 4});
+  kvq_tensor t = tensor_view(src.data(), KVQ_DTYPE_F16, {1, 4});
   sdk::default_weight_loader(p, sdk::TensorView(&t, "loaded"), {}, 0, 1);
   EXPECT_EQ(p.dtype, KVQ_DTYPE_F32);
   EXPECT_EQ(p.get(3), 4.0f);
-  kvq_tensor wrong = view(src, KVQ_DTYPE_F16, {2, 2});
+  kvq_tensor wrong = tensor_view(src.data(), KVQ_DTYPE_F16, {2, 2});
   try {
     sdk::default_weight_loader(p, sdk::TensorView(&wrong, "loaded"), {}, 0, 1);
     FAIL() << "mismatch accepted";

@@ -10,18 +10,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <string>
 #include <vector>
 
 namespace kvq::test::tri {
 namespace {
-
-using Deq = std::function<std::vector<double>(const std::vector<float>&, int64_t, bool)>;
-
-std::vector<double> identity(const std::vector<float>& x, int64_t, bool) {
-  return {x.begin(), x.end()};
-}
 
 void expect_within(const std::vector<double>& actual, const std::vector<double>& want, double atol,
                    double rtol) {
@@ -32,14 +25,19 @@ void expect_within(const std::vector<double>& actual, const std::vector<double>&
                              << c.max_abs_error << " (atol " << atol << ", rtol " << rtol << ")";
 }
 
+// The layers here: 8 query heads on 2 KV heads.
+Config attention_config(const std::string& mode) {
+  Config c(mode);
+  c.num_heads = 8;
+  c.num_kv_heads = 2;
+  return c;
+}
+
 // ---- 2. INT4 per-token-head attention ------------------------------------------
 
 TEST(TritonInt4Attention, MatchesDequantizedAndIsCloseToUnquantized) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = "int4_per_token_head";
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
+  const Config c = attention_config("int4_per_token_head");
   LayerPtr layer = make_layer(p, c);
   PagedInput in;
   in.seqs = {{1, 100}, {7, 40}, {1, 33}, {16, 64}};
@@ -51,44 +49,28 @@ TEST(TritonInt4Attention, MatchesDequantizedAndIsCloseToUnquantized) {
   };
   expect_within(run.output, reference_attention(c, in.seqs, run, deq), 1e-2, 1e-2);
   const auto end_to_end =
-      kvq::ref::compare(run.output, reference_attention(c, in.seqs, run, identity), 1.0, 1.0);
+      kvq::ref::compare(run.output, reference_attention(c, in.seqs, run, identity_deq), 1.0, 1.0);
   EXPECT_GT(end_to_end.cosine, 0.98);
 }
 
 // ---- 7. FP8 per-tensor attention -----------------------------------------------
-
-Deq fp8_deq(int32_t fp8, float k_scale, float v_scale, bool round_bf16) {
-  return [=](const std::vector<float>& x, int64_t, bool is_v) {
-    const float s = is_v ? v_scale : k_scale;
-    std::vector<double> out;
-    for (float f : x) {
-      const double d = kvq::ref::decode_fp8(fp8, ref_fp8_tensor_code(fp8, f, s)) * s;
-      out.push_back(round_bf16 ? kvq::ref::round_to(KVQ_DTYPE_BF16, d) : d);
-    }
-    return out;
-  };
-}
 
 class Fp8PerTensorAttention : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Fp8PerTensorAttention, Bf16QueryMatchesDequantized) {
   const int32_t fp8 = GetParam() == "fp8_e5m2" ? KVQ_DTYPE_F8_E5M2 : KVQ_DTYPE_F8_E4M3FN;
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
+  const Config c = attention_config(GetParam());
   LayerPtr layer = make_layer(p, c);
-  ASSERT_EQ(load_param(p, layer.get(), "k_scale", {0.5f}).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "v_scale", {0.25f}).code, 0);
-  ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+  ASSERT_EQ(load_kv_scales(p, layer.get(), 0.5f, 0.25f).code, 0);
   PagedInput in;
   in.seqs = {{1, 200}, {9, 60}, {1, 17}, {16, 16}};
   in.seed = 101;
   const PagedRun run = run_paged(p, layer.get(), c, in);
   ASSERT_EQ(run.status.code, 0) << run.status.message;
   // vLLM's tolerance for attention on a quantized cache vs the dequantized one.
-  expect_within(run.output, reference_attention(c, in.seqs, run, fp8_deq(fp8, 0.5f, 0.25f, true)),
+  expect_within(run.output,
+                reference_attention(c, in.seqs, run, fp8_tensor_deq(fp8, {0.5f}, {0.25f}, true)),
                 5e-2, 5e-2);
 }
 
@@ -96,16 +78,11 @@ INSTANTIATE_TEST_SUITE_P(Modes, Fp8PerTensorAttention, ::testing::Values("fp8", 
 
 TEST(TritonFp8QueryAttention, QueryScaleIsApplied) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = "fp8";
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
+  const Config c = attention_config("fp8");
   LayerPtr layer = make_layer(p, c);
   // vLLM's test scales.
-  ASSERT_EQ(load_param(p, layer.get(), "q_scale", {0.75f}).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "k_scale", {0.5f}).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "v_scale", {0.25f}).code, 0);
-  ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+  ASSERT_EQ(load_scale(p, layer.get(), "q_scale", {0.75f}).code, 0);
+  ASSERT_EQ(load_kv_scales(p, layer.get(), 0.5f, 0.25f).code, 0);
   PagedInput in;
   in.seqs = {{1, 150}, {8, 48}, {1, 20}};
   in.query_dtype = KVQ_DTYPE_F8_E4M3FN;
@@ -114,7 +91,7 @@ TEST(TritonFp8QueryAttention, QueryScaleIsApplied) {
   in.seed = 111;
   const PagedRun run = run_paged(p, layer.get(), c, in);
   ASSERT_EQ(run.status.code, 0) << run.status.message;
-  const Deq deq = fp8_deq(KVQ_DTYPE_F8_E4M3FN, 0.5f, 0.25f, false);
+  const Deq deq = fp8_tensor_deq(KVQ_DTYPE_F8_E4M3FN, {0.5f}, {0.25f});
   const auto want = reference_attention(c, in.seqs, run, deq, std::vector<double>(8, 0.75));
   expect_within(run.output, want, 1.5e-1, 1.5e-1);
   // The test discriminates: ignoring q_scale (q_scale = 1) is far outside the tolerance.
@@ -126,11 +103,8 @@ TEST(TritonFp8QueryAttention, QueryScaleIsApplied) {
 // ---- 8. split-KV decode on a quantized cache -------------------------------------
 
 TEST(TritonSplitKvDecode, ThreadCountsAgreeOnInt8PerTokenHead) {
-  Config c;
-  c.mode = "int8_per_token_head";
+  Config c = attention_config("int8_per_token_head");
   c.model_dtype = KVQ_DTYPE_F32;  // fp32 output: compare the splits at fp32 rounding
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
   PagedInput in;
   in.seqs = {{1, 3001}};  // context 3000, one decode token
   in.query_dtype = KVQ_DTYPE_F32;

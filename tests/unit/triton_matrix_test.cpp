@@ -41,11 +41,7 @@ std::vector<double> dequantized(const std::string& mode, const std::vector<float
   if (mode == "fp8_per_token_head") return ref_fp8_row(x).dequant;
   if (mode == "int4_per_token_head") return ref_int4_row(x).dequant;
   // fp8 per-tensor, no checkpoint scales (1.0): e4m3 values are exact in bf16.
-  std::vector<double> out;
-  for (float v : x)
-    out.push_back(kvq::ref::decode_fp8(KVQ_DTYPE_F8_E4M3FN,
-                                       ref_fp8_tensor_code(KVQ_DTYPE_F8_E4M3FN, v, 1.0f)));
-  return out;
+  return fp8_tensor_deq(KVQ_DTYPE_F8_E4M3FN, {1.0f}, {1.0f})(x, 0, false);
 }
 
 class TritonMatrix : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
@@ -54,8 +50,7 @@ TEST_P(TritonMatrix, ReadPathAndEndToEnd) {
   const std::string mode = std::get<0>(GetParam());
   const Shape& s = kShapes[std::get<1>(GetParam())];
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = mode;
+  Config c(mode);
   c.num_heads = s.num_heads;
   c.num_kv_heads = s.num_kv_heads;
   c.head_size = s.head_size;
@@ -76,10 +71,7 @@ TEST_P(TritonMatrix, ReadPathAndEndToEnd) {
   EXPECT_EQ(read.violations, 0) << "read path: worst " << read.worst_index << " max err "
                                 << read.max_abs_error;
 
-  const auto raw = [](const std::vector<float>& x, int64_t, bool) {
-    return std::vector<double>(x.begin(), x.end());
-  };
-  const std::vector<double> original = reference_attention(c, in.seqs, run, raw);
+  const std::vector<double> original = reference_attention(c, in.seqs, run, identity_deq);
   if (mode == "int4_per_token_head") {
     EXPECT_GT(kvq::ref::compare(run.output, original, 1.0, 1.0).cosine, 0.98);
   } else {

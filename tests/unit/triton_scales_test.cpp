@@ -28,30 +28,23 @@ int32_t fp8_dtype_of(const std::string& mode) {
 void write_and_expect_codes(Plugin& p, kvq_layer* layer, Cache& cache, OwnedTensor& k,
                             OwnedTensor& v, const std::vector<int64_t>& slots, int32_t fp8,
                             const std::vector<float>& k_scale, const std::vector<float>& v_scale) {
-  const CallResult r = write_kv(p, layer, k, v, slots, cache);
-  ASSERT_EQ(r.code, 0) << r.message;
   ASSERT_EQ(cache.geometry().row_bytes, kD);
   auto scale_for = [](const std::vector<float>& s, int64_t h) {
     return s.size() == 1 ? s[0] : s[static_cast<size_t>(h)];
   };
-  for (size_t t = 0; t < slots.size(); ++t) {
-    if (slots[t] < 0) continue;
-    for (int64_t h = 0; h < kHkv; ++h)
-      for (int kv = 0; kv < 2; ++kv) {
-        const std::vector<float> x = row_of(kv == 0 ? k : v, static_cast<int64_t>(t), h);
+  write_and_check_rows(
+      p, layer, k, v, slots, cache,
+      [&](int64_t t, int64_t h, int kv, const std::vector<float>& x, const unsigned char* row) {
         const float s = scale_for(kv == 0 ? k_scale : v_scale, h);
-        const unsigned char* row = cache.slot_row(slots[t], kv, h);
         for (int64_t i = 0; i < kD; ++i)
           ASSERT_EQ(row[i], ref_fp8_tensor_code(fp8, x[static_cast<size_t>(i)], s))
               << (kv == 0 ? "K" : "V") << " token " << t << " head " << h << " element " << i
               << " x=" << x[static_cast<size_t>(i)] << " scale=" << s;
-      }
-  }
+      });
 }
 
 Config fp8_config(const std::string& mode) {
-  Config c;
-  c.mode = mode;
+  Config c(mode);
   c.num_heads = kHq;
   c.num_kv_heads = kHkv;
   c.head_size = kD;
@@ -66,9 +59,7 @@ TEST_P(Fp8PerTensorWrite, CodesAreFp8OfXOverScale) {
   const int32_t fp8 = fp8_dtype_of(GetParam());
   Plugin p(triton_plugin_path());
   LayerPtr layer = make_layer(p, fp8_config(GetParam()));
-  ASSERT_EQ(load_param(p, layer.get(), "k_scale", {0.5f}).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "v_scale", {0.25f}).code, 0);
-  ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+  ASSERT_EQ(load_kv_scales(p, layer.get(), 0.5f, 0.25f).code, 0);
   Cache cache(p, layer.get(), 3);
   EXPECT_EQ(cache.geometry().element_dtype, fp8);
 
@@ -119,11 +110,10 @@ TEST(TritonFp8Scales, NoneLoadedMeansOneWithAWarning) {
   Plugin p(triton_plugin_path(), 2, &log);
   LayerPtr layer = make_layer(p, fp8_config("fp8"));
   ASSERT_EQ(process_weights(p, layer.get()).code, 0);
-  EXPECT_EQ(read_param(p, layer.get(), "k_scale", 1), std::vector<float>{1.0f});
-  EXPECT_EQ(read_param(p, layer.get(), "v_scale", 1), std::vector<float>{1.0f});
+  EXPECT_EQ(read_scale(p, layer.get(), "k_scale"), std::vector<float>{1.0f});
+  EXPECT_EQ(read_scale(p, layer.get(), "v_scale"), std::vector<float>{1.0f});
   Cache cache(p, layer.get(), 2);
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 2.0, 51);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 2.0, 52);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {3, kHkv, kD}, 2.0, 51);
   write_and_expect_codes(p, layer.get(), cache, k, v, {0, 5, 17}, KVQ_DTYPE_F8_E4M3FN, {1.0f},
                          {1.0f});
   EXPECT_GE(log.count(KVQ_LOG_WARN), 1) << "no WARN when no k/v scales were loaded";
@@ -135,8 +125,7 @@ TEST(TritonFp8Scales, NoWarningForE5m2) {
   LayerPtr layer = make_layer(p, fp8_config("fp8_e5m2"));
   ASSERT_EQ(process_weights(p, layer.get()).code, 0);
   Cache cache(p, layer.get(), 2);
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 2.0, 53);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 2.0, 54);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {3, kHkv, kD}, 2.0, 53);
   write_and_expect_codes(p, layer.get(), cache, k, v, {0, 5, 17}, KVQ_DTYPE_F8_E5M2, {1.0f},
                          {1.0f});
   EXPECT_EQ(log.count(KVQ_LOG_WARN), 0);
@@ -146,11 +135,10 @@ TEST(TritonFp8Scales, NoWarningForE5m2) {
 TEST(TritonFp8Scales, LegacyKvScaleUsedForBoth) {
   Plugin p(triton_plugin_path());
   LayerPtr layer = make_layer(p, fp8_config("fp8"));
-  ASSERT_EQ(load_param(p, layer.get(), "kv_scale", {0.5f}).code, 0);
+  ASSERT_EQ(load_scale(p, layer.get(), "kv_scale", {0.5f}).code, 0);
   ASSERT_EQ(process_weights(p, layer.get()).code, 0);
   Cache cache(p, layer.get(), 2);
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {4, kHkv, kD}, 2.0, 55);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {4, kHkv, kD}, 2.0, 56);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {4, kHkv, kD}, 2.0, 55);
   write_and_expect_codes(p, layer.get(), cache, k, v, {1, 2, 20, 31}, KVQ_DTYPE_F8_E4M3FN, {0.5f},
                          {0.5f});
 }
@@ -159,9 +147,7 @@ TEST(TritonFp8Scales, MissingQScaleEqualsKScale) {
   Plugin p(triton_plugin_path());
   const Config c = fp8_config("fp8");
   LayerPtr layer = make_layer(p, c);
-  ASSERT_EQ(load_param(p, layer.get(), "k_scale", {0.5f}).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "v_scale", {0.25f}).code, 0);
-  ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+  ASSERT_EQ(load_kv_scales(p, layer.get(), 0.5f, 0.25f).code, 0);
   PagedInput in;
   in.seqs = {{1, 90}, {6, 40}, {1, 17}};
   in.query_dtype = KVQ_DTYPE_F8_E4M3FN;
@@ -170,15 +156,7 @@ TEST(TritonFp8Scales, MissingQScaleEqualsKScale) {
   in.seed = 57;
   const PagedRun run = run_paged(p, layer.get(), c, in);
   ASSERT_EQ(run.status.code, 0) << run.status.message;
-  auto deq = [](const std::vector<float>& x, int64_t, bool is_v) {
-    const float s = is_v ? 0.25f : 0.5f;
-    std::vector<double> out;
-    for (float f : x)
-      out.push_back(kvq::ref::decode_fp8(KVQ_DTYPE_F8_E4M3FN,
-                                         ref_fp8_tensor_code(KVQ_DTYPE_F8_E4M3FN, f, s)) *
-                    s);
-    return out;
-  };
+  const Deq deq = fp8_tensor_deq(KVQ_DTYPE_F8_E4M3FN, {0.5f}, {0.25f});
   const auto want = reference_attention(c, in.seqs, run, deq, std::vector<double>(kHq, 0.5));
   const auto cmp = kvq::ref::compare(run.output, want, 1.5e-1, 1.5e-1);
   EXPECT_EQ(cmp.non_finite, 0);
@@ -194,7 +172,7 @@ TEST(TritonFp8Scales, NonScalarPerTensorScaleRejected) {
   LayerPtr layer = make_layer(p, fp8_config("fp8"));  // num_kv_heads 2, num_heads 4
   for (const char* name : {"k_scale", "v_scale", "kv_scale", "q_scale"}) {
     SCOPED_TRACE(name);
-    const CallResult r = load_param(p, layer.get(), name, {0.5f, 0.5f, 0.5f});
+    const CallResult r = load_scale(p, layer.get(), name, {0.5f, 0.5f, 0.5f});
     EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT) << r.message;
     EXPECT_TRUE(r.message.find("[3]") != std::string::npos ||
                 r.message.find("(3,)") != std::string::npos)
@@ -202,7 +180,7 @@ TEST(TritonFp8Scales, NonScalarPerTensorScaleRejected) {
   }
   // Nothing was loaded: the scales are still 1.0.
   ASSERT_EQ(process_weights(p, layer.get()).code, 0);
-  EXPECT_EQ(read_param(p, layer.get(), "k_scale", 1), std::vector<float>{1.0f});
+  EXPECT_EQ(read_scale(p, layer.get(), "k_scale"), std::vector<float>{1.0f});
 }
 
 TEST(TritonFp8Scales, PerHeadScalesAppliedPerHead) {
@@ -210,16 +188,15 @@ TEST(TritonFp8Scales, PerHeadScalesAppliedPerHead) {
   const Config c = fp8_config("fp8");
   LayerPtr layer = make_layer(p, c);
   const std::vector<float> ks = {0.5f, 0.125f}, vs = {0.25f, 2.0f}, qs = {0.75f, 0.5f, 1.0f, 1.5f};
-  ASSERT_EQ(load_param(p, layer.get(), "k_scale", ks).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "v_scale", vs).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "q_scale", qs).code, 0);
+  ASSERT_EQ(load_scale(p, layer.get(), "k_scale", ks).code, 0);
+  ASSERT_EQ(load_scale(p, layer.get(), "v_scale", vs).code, 0);
+  ASSERT_EQ(load_scale(p, layer.get(), "q_scale", qs).code, 0);
   ASSERT_EQ(process_weights(p, layer.get()).code, 0);
-  EXPECT_EQ(read_param(p, layer.get(), "k_scale", kHkv), ks);
-  EXPECT_EQ(read_param(p, layer.get(), "q_scale", kHq), qs);
+  EXPECT_EQ(read_scale(p, layer.get(), "k_scale"), ks);
+  EXPECT_EQ(read_scale(p, layer.get(), "q_scale"), qs);
 
   Cache cache(p, layer.get(), 2);
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {4, kHkv, kD}, 2.0, 61);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {4, kHkv, kD}, 2.0, 62);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {4, kHkv, kD}, 2.0, 61);
   write_and_expect_codes(p, layer.get(), cache, k, v, {3, 4, 18, 30}, KVQ_DTYPE_F8_E4M3FN, ks, vs);
 
   // fp8 query: per-head q, k and v scales in the attention output.
@@ -230,15 +207,7 @@ TEST(TritonFp8Scales, PerHeadScalesAppliedPerHead) {
   in.seed = 63;
   const PagedRun run = run_paged(p, layer.get(), c, in);
   ASSERT_EQ(run.status.code, 0) << run.status.message;
-  auto deq = [&](const std::vector<float>& x, int64_t h, bool is_v) {
-    const float s = (is_v ? vs : ks)[static_cast<size_t>(h)];
-    std::vector<double> out;
-    for (float f : x)
-      out.push_back(kvq::ref::decode_fp8(KVQ_DTYPE_F8_E4M3FN,
-                                         ref_fp8_tensor_code(KVQ_DTYPE_F8_E4M3FN, f, s)) *
-                    s);
-    return out;
-  };
+  const Deq deq = fp8_tensor_deq(KVQ_DTYPE_F8_E4M3FN, ks, vs);
   const std::vector<double> q_scale(qs.begin(), qs.end());
   const auto cmp = kvq::ref::compare(run.output, reference_attention(c, in.seqs, run, deq, q_scale),
                                      1.5e-1, 1.5e-1);
@@ -252,11 +221,11 @@ TEST(TritonFp8Scales, ZeroNegativeNonFiniteScalesRejected) {
   for (const char* name : {"k_scale", "v_scale", "q_scale", "kv_scale"})
     for (const float bad : {0.0f, -0.5f, NAN, INFINITY}) {
       SCOPED_TRACE(std::string(name) + " = " + std::to_string(bad));
-      const CallResult r = load_param(p, layer.get(), name, {bad});
+      const CallResult r = load_scale(p, layer.get(), name, {bad});
       EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT) << r.message;
     }
   // One bad value in a per-head vector.
-  const CallResult r = load_param(p, layer.get(), "k_scale", {0.5f, -1.0f});
+  const CallResult r = load_scale(p, layer.get(), "k_scale", {0.5f, -1.0f});
   EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT) << r.message;
 }
 
@@ -265,7 +234,7 @@ TEST(TritonFp8Scales, ZeroNegativeNonFiniteScalesRejected) {
 TEST(TritonCalculateKvScales, FirstWriteSetsScalesThenFrozen) {
   Plugin p(triton_plugin_path());
   Config c = fp8_config("fp8");
-  c.options = {"calculate_kv_scales", "true"};
+  c.options = {{"calculate_kv_scales", "true"}};
   LayerPtr layer = make_layer(p, c);
   ASSERT_EQ(process_weights(p, layer.get()).code, 0);
   Cache cache(p, layer.get(), 4);
@@ -278,22 +247,22 @@ TEST(TritonCalculateKvScales, FirstWriteSetsScalesThenFrozen) {
   const float want_k = k_max / 200.0f, want_v = v_max / 100.0f;
   write_and_expect_codes(p, layer.get(), cache, k, v, {0, 1, 2, 3, 4}, KVQ_DTYPE_F8_E4M3FN,
                          {want_k}, {want_v});
-  EXPECT_EQ(read_param(p, layer.get(), "k_scale", 1), std::vector<float>{want_k});
-  EXPECT_EQ(read_param(p, layer.get(), "v_scale", 1), std::vector<float>{want_v});
+  EXPECT_EQ(read_scale(p, layer.get(), "k_scale"), std::vector<float>{want_k});
+  EXPECT_EQ(read_scale(p, layer.get(), "v_scale"), std::vector<float>{want_v});
 
   // A second, larger batch: scales frozen, so its codes saturate.
   OwnedTensor k2 = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 20.0, 73);
   OwnedTensor v2 = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 30.0, 74);
   write_and_expect_codes(p, layer.get(), cache, k2, v2, {40, 41, 50}, KVQ_DTYPE_F8_E4M3FN, {want_k},
                          {want_v});
-  EXPECT_EQ(read_param(p, layer.get(), "k_scale", 1), std::vector<float>{want_k});
-  EXPECT_EQ(read_param(p, layer.get(), "v_scale", 1), std::vector<float>{want_v});
+  EXPECT_EQ(read_scale(p, layer.get(), "k_scale"), std::vector<float>{want_k});
+  EXPECT_EQ(read_scale(p, layer.get(), "v_scale"), std::vector<float>{want_v});
 }
 
 TEST(TritonCalculateKvScales, MalformedOptionRejectedAtCreate) {
   Plugin p(triton_plugin_path());
   Config c = fp8_config("fp8");
-  c.options = {"calculate_kv_scales", "maybe"};
+  c.options = {{"calculate_kv_scales", "maybe"}};
   LayerPtr layer(nullptr, p.api().layer_destroy);
   const CallResult r = create_layer(p, c, &layer);
   EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT) << r.message;
@@ -320,8 +289,7 @@ TEST(TritonSchemes, UpgradeAutoLayerToInt8PerTokenHead) {
 
   // The upgraded layer writes int8 per-token-head rows.
   Cache cache(p, layer.get(), 2);
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {2, c.num_kv_heads, c.head_size}, 1.0, 81);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {2, c.num_kv_heads, c.head_size}, 1.0, 82);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {2, c.num_kv_heads, c.head_size}, 1.0, 81);
   ASSERT_EQ(write_kv(p, layer.get(), k, v, {7, 19}, cache).code, 0);
   const RefRow want = ref_int8_row(row_of(k, 1, 1));
   const unsigned char* row = cache.slot_row(19, 0, 1);
@@ -355,12 +323,9 @@ TEST(TritonSchemes, Fp8SchemeDeclaresScaleParams) {
   EXPECT_EQ(names, want);
 
   // The declared scales load and are used by the write.
-  ASSERT_EQ(load_param(p, layer.get(), "k_scale", {0.5f}).code, 0);
-  ASSERT_EQ(load_param(p, layer.get(), "v_scale", {0.25f}).code, 0);
-  ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+  ASSERT_EQ(load_kv_scales(p, layer.get(), 0.5f, 0.25f).code, 0);
   Cache cache(p, layer.get(), 2);
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {2, kHkv, kD}, 2.0, 83);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {2, kHkv, kD}, 2.0, 84);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {2, kHkv, kD}, 2.0, 83);
   write_and_expect_codes(p, layer.get(), cache, k, v, {0, 9}, KVQ_DTYPE_F8_E4M3FN, {0.5f}, {0.25f});
 }
 

@@ -1,6 +1,6 @@
-// Helpers for the Triton-sim KV-mode tests (triton_*_test.cpp): layers with
-// options, a host-owned KV cache with row access, scale parameters, paged
-// attention batches, and test-side reference quantizers written from
+// Helpers for the Triton-sim KV-mode tests (triton_*_test.cpp), on top of
+// harness.hpp: the Triton layer config, guarded caches, scale parameters,
+// paged attention batches, and test-side reference quantizers written from
 // spec/triton_sim.md §3 (no plugin code is reused in expectations).
 #pragma once
 
@@ -10,93 +10,57 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace kvq::test::tri {
 
-inline constexpr const char* kLayerName = "model.layers.0.self_attn.attn";
 // The full parameter name: "<layer_name>.<local>".
 std::string param_name(const std::string& local);
 
-using LayerPtr = std::unique_ptr<kvq_layer, void (*)(kvq_layer*)>;
-
-struct Config {
-  std::string mode = "auto";
-  int32_t model_dtype = KVQ_DTYPE_BF16;
-  int64_t num_heads = 4, num_kv_heads = 2, head_size = 64, block_size = 16;
-  int64_t sliding_window = 0;        // 0 = none
-  double softcap = 0.0;              // 0 = none
-  std::vector<std::string> options;  // flat key, value, key, value, ...
-};
-
-// layer_create; `out` is set on success.
-CallResult create_layer(Plugin& p, const Config& c, LayerPtr* out);
-// layer_create, throwing std::runtime_error on an error.
-LayerPtr make_layer(Plugin& p, const Config& c);
-// Throws std::runtime_error with `what` and the message when r is an error.
-void check(const CallResult& r, const std::string& what);
-
-kvq_cache_geometry geometry(Plugin& p, const kvq_layer* layer);
-kvq_layer_info layer_info(Plugin& p, const kvq_layer* layer);
-CallResult apply_scheme(Plugin& p, kvq_layer* layer, const char* quant_type,
-                        const char* layer_type = "attention");
-
-// Loads an F32 tensor of shape `shape` (default [values.size()]) into the
-// parameter "<layer_name>.<local>".
-CallResult load_param(Plugin& p, kvq_layer* layer, const std::string& local,
-                      const std::vector<float>& values, std::vector<int64_t> shape = {});
-CallResult process_weights(Plugin& p, kvq_layer* layer);
-// param_read into an F32 [n] tensor; throws on an error.
-std::vector<float> read_param(Plugin& p, const kvq_layer* layer, const std::string& local,
-                              int64_t n);
-
-// A host-owned KV cache buffer for one layer, initialised with cache_init.
-// The plugin sees [num_blocks, bytes_per_block]; one more block of guard
-// bytes (0xA5) follows it, so a write past the end is caught, not a heap
-// corruption.
-class Cache {
- public:
-  static constexpr unsigned char kGuard = 0xA5;
-  Cache(Plugin& p, kvq_layer* layer, int64_t num_blocks);
-  const kvq_cache_geometry& geometry() const { return g_; }
-  int64_t num_blocks() const { return num_blocks_; }
-  kvq_tensor* tensor() { return &view_; }
-  // The (block, K=0|V=1, slot-in-block, head) row, by the spec §2 formula.
-  const unsigned char* row(int64_t block, int kv, int64_t in_block, int64_t head) const;
-  const unsigned char* slot_row(int64_t slot, int kv, int64_t head) const {
-    return row(slot / g_.block_size, kv, slot % g_.block_size, head);
+// A Triton layer in KV mode `kv_mode`: backend "triton", 4 query heads.
+struct Config : LayerSpec {
+  explicit Config(const std::string& kv_mode = "auto") {
+    backend = "triton";
+    mode = kv_mode;
+    num_heads = 4;
   }
-  // The bytes the plugin sees (without the guard).
-  std::vector<unsigned char> bytes() const;
-  std::vector<unsigned char> guard_bytes() const;
-  // Offset of the first guard byte that changed, or -1.
-  int64_t first_changed_guard_byte() const;
-
- private:
-  kvq_cache_geometry g_{};
-  int64_t num_blocks_ = 0;
-  OwnedTensor storage_;
-  kvq_tensor view_{};
 };
 
-// cache_write of key/value (first dimension T) at `slots` (T entries).
-CallResult write_kv(Plugin& p, kvq_layer* layer, OwnedTensor& key, OwnedTensor& value,
-                    const std::vector<int64_t>& slots, Cache& cache);
+// The Triton scale parameters are F32 vectors, named here by their local name.
+CallResult load_scale(Plugin& p, kvq_layer* layer, const std::string& local,
+                      const std::vector<float>& values);
+// k_scale [k], v_scale [v], then process_weights; the first error.
+CallResult load_kv_scales(Plugin& p, kvq_layer* layer, float k, float v);
+// param_read of the whole parameter, as float32; throws on an error.
+std::vector<float> read_scale(Plugin& p, const kvq_layer* layer, const std::string& local);
 
-// Random tensors: N(0, stddev) rounded to `dtype`.
-OwnedTensor random_tensor(int32_t dtype, std::vector<int64_t> shape, double stddev, uint64_t seed);
+// The Triton tests' caches are always guarded (see test::Cache).
+class Cache : public test::Cache {
+ public:
+  Cache(Plugin& p, kvq_layer* layer, int64_t num_blocks)
+      : test::Cache(p, layer, num_blocks, true) {}
+};
+
 // The D-element row (token, head) of a [T, H, D] tensor, as float32.
 std::vector<float> row_of(const OwnedTensor& t, int64_t token, int64_t head);
 void set_row(OwnedTensor& t, int64_t token, int64_t head, const std::vector<double>& values);
+// Row checks: check(token, head, kv, x, row) with kv 0 = K, 1 = V, x the
+// row's inputs as float32 and row its bytes in the cache.
+using RowCheck = std::function<void(int64_t token, int64_t head, int kv,
+                                    const std::vector<float>& x, const unsigned char* row)>;
+// cache_write of key/value [T, H, D] at `slots` (asserted to succeed), then
+// `check` for every row it wrote, stopping at the first fatal failure;
+// `written` (if given) receives the written slots.
+void write_and_check_rows(Plugin& p, kvq_layer* layer, const OwnedTensor& key,
+                          const OwnedTensor& value, const std::vector<int64_t>& slots, Cache& cache,
+                          const RowCheck& check, std::set<int64_t>* written = nullptr);
 
 // ---- reference quantizers (spec §3), float32 math as the spec states -------
 
 uint32_t bits(float f);
 float load_f32(const unsigned char* p);
-// Round half to even of a float32 value (computed exactly in double).
-double round_half_even(double y);
 
 struct RefRow {
   std::vector<uint8_t> data;  // the stored data bytes (codes, or packed nibbles)
@@ -112,9 +76,15 @@ uint8_t ref_fp8_tensor_code(int32_t fp8_dtype, float x, float scale);
 
 // ---- attention batches -------------------------------------------------------
 
-struct Seq {
-  int64_t query_len, seq_len;
-};
+// What the reference reads for a K (is_v false) or V row of `head`: the
+// row of D float inputs -> D doubles.
+using Deq = std::function<std::vector<double>(const std::vector<float>&, int64_t head, bool is_v)>;
+// The inputs as given (unquantized).
+std::vector<double> identity_deq(const std::vector<float>& x, int64_t head, bool is_v);
+// FP8 per-tensor: decode(fp8(x / s)) * s with the head's scale (a single
+// value: every head's), rounded to bf16 when `round_bf16`.
+Deq fp8_tensor_deq(int32_t fp8_dtype, std::vector<float> k_scale, std::vector<float> v_scale,
+                   bool round_bf16 = false);
 
 struct PagedRun {
   CallResult status;
@@ -134,14 +104,11 @@ struct PagedInput {
 // cache, then runs one forward with a random query.
 PagedRun run_paged(Plugin& p, kvq_layer* layer, const Config& c, const PagedInput& in);
 
-// The float64 reference over per-sequence K/V rows transformed by `deq`
-// (row of D float inputs -> D doubles), and a query scaled per head by
-// q_scale[h] (empty = 1).
-std::vector<double> reference_attention(
-    const Config& c, const std::vector<Seq>& seqs, const PagedRun& run,
-    const std::function<std::vector<double>(const std::vector<float>&, int64_t head, bool is_v)>&
-        deq,
-    const std::vector<double>& q_scale = {});
+// The float64 reference over per-sequence K/V rows transformed by `deq`,
+// and a query scaled per head by q_scale[h] (empty = 1).
+std::vector<double> reference_attention(const Config& c, const std::vector<Seq>& seqs,
+                                        const PagedRun& run, const Deq& deq,
+                                        const std::vector<double>& q_scale = {});
 
 // max |a - b|
 double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b);

@@ -109,8 +109,7 @@ class PerTokenHeadWrite : public ::testing::TestWithParam<std::string> {
 
 TEST_P(PerTokenHeadWrite, GeometryIsDataPlusInlineScale) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
+  Config c(GetParam());
   LayerPtr layer = make_layer(p, c);
   const kvq_cache_geometry g = geometry(p, layer.get());
   EXPECT_EQ(g.layout, KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD);
@@ -121,8 +120,7 @@ TEST_P(PerTokenHeadWrite, GeometryIsDataPlusInlineScale) {
 
 TEST_P(PerTokenHeadWrite, CodesAndScalesMatchSpecReference) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
+  Config c(GetParam());
   LayerPtr layer = make_layer(p, c);
   Cache cache(p, layer.get(), 4);
   ASSERT_EQ(cache.geometry().row_bytes, kD + 4);
@@ -130,8 +128,7 @@ TEST_P(PerTokenHeadWrite, CodesAndScalesMatchSpecReference) {
   // Tokens 4 and 7 are padding; the others land in scattered slots.
   const std::vector<int64_t> slots = {5, 17, 33, 0, -1, 63, 48, -1, 20, 34};
   const auto t_count = static_cast<int64_t>(slots.size());
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {t_count, kHkv, kD}, 1.0, 11);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {t_count, kHkv, kD}, 1.0, 12);
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {t_count, kHkv, kD}, 1.0, 11);
   // Magnitudes from tiny to large, so scales and x*inv cover a wide range.
   const double factor[] = {1.0, 1.0, 1.0, 1e-3, 5.0, 300.0, 0.02, 1.0, 7e3, 1.0};
   for (int64_t t = 0; t < t_count; ++t)
@@ -152,19 +149,11 @@ TEST_P(PerTokenHeadWrite, CodesAndScalesMatchSpecReference) {
     set_row(v, 2, h, neg);
   }
 
-  const CallResult r = write_kv(p, layer.get(), k, v, slots, cache);
-  ASSERT_EQ(r.code, 0) << r.message;
-
   std::set<int64_t> written;
-  for (int64_t t = 0; t < t_count; ++t) {
-    const int64_t slot = slots[static_cast<size_t>(t)];
-    if (slot < 0) continue;
-    written.insert(slot);
-    for (int64_t h = 0; h < kHkv; ++h)
-      for (int kv = 0; kv < 2; ++kv) {
-        const std::vector<float> x = row_of(kv == 0 ? k : v, t, h);
+  write_and_check_rows(
+      p, layer.get(), k, v, slots, cache,
+      [&](int64_t t, int64_t h, int kv, const std::vector<float>& x, const unsigned char* row) {
         const RefRow want = reference(x);
-        const unsigned char* row = cache.slot_row(slot, kv, h);
         for (int64_t i = 0; i < kD; ++i)
           ASSERT_EQ(row[i], want.data[static_cast<size_t>(i)])
               << row_name(t, h, kv) << " element " << i << " x=" << x[static_cast<size_t>(i)]
@@ -172,8 +161,9 @@ TEST_P(PerTokenHeadWrite, CodesAndScalesMatchSpecReference) {
         ASSERT_EQ(bits(load_f32(row + kD)), bits(want.scale))
             << row_name(t, h, kv) << ": stored scale " << load_f32(row + kD) << " want "
             << want.scale;
-      }
-  }
+      },
+      &written);
+  if (HasFatalFailure()) return;
 
   // The all-zero heads store the 1e-6 floor and zero codes.
   EXPECT_EQ(bits(load_f32(cache.slot_row(17, 0, 0) + kD)), bits(1e-6f));
@@ -230,8 +220,7 @@ TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
   ASSERT_EQ(rows.size(), 8u) << "the search found too few discriminating rows";
 
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
+  Config c(GetParam());
   LayerPtr layer = make_layer(p, c);
   Cache cache(p, layer.get(), 1);
   OwnedTensor k(KVQ_DTYPE_BF16, {2, kHkv, kD}), v(KVQ_DTYPE_BF16, {2, kHkv, kD});
@@ -240,18 +229,15 @@ TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
       set_row(k, t, h, rows[static_cast<size_t>(t * 4 + h * 2)]);
       set_row(v, t, h, rows[static_cast<size_t>(t * 4 + h * 2 + 1)]);
     }
-  ASSERT_EQ(write_kv(p, layer.get(), k, v, {3, 9}, cache).code, 0);
-  for (int64_t t = 0; t < 2; ++t)
-    for (int64_t h = 0; h < kHkv; ++h)
-      for (int kv = 0; kv < 2; ++kv) {
-        const std::vector<float> x = row_of(kv == 0 ? k : v, t, h);
+  write_and_check_rows(
+      p, layer.get(), k, v, {3, 9}, cache,
+      [&](int64_t t, int64_t h, int kv, const std::vector<float>& x, const unsigned char* row) {
         const RefRow want = reference(x);
-        const unsigned char* row = cache.slot_row(t == 0 ? 3 : 9, kv, h);
         for (int64_t i = 0; i < kD; ++i)
           ASSERT_EQ(row[i], want.data[static_cast<size_t>(i)])
               << row_name(t, h, kv) << " element " << i << " x=" << x[static_cast<size_t>(i)]
               << " absmax=" << x[0] << " (x * inv and x / scale round differently here)";
-      }
+      });
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, PerTokenHeadWrite,
@@ -261,14 +247,13 @@ INSTANTIATE_TEST_SUITE_P(Modes, PerTokenHeadWrite,
 
 TEST(TritonInt4Write, CodesScaleAndZeroPointMatchSpecReference) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = "int4_per_token_head";
+  Config c("int4_per_token_head");
   LayerPtr layer = make_layer(p, c);
   Cache cache(p, layer.get(), 3);
   const kvq_cache_geometry& g = cache.geometry();
   ASSERT_EQ(g.row_bytes, kD / 2 + 8);
   ASSERT_EQ(g.bytes_per_block, 2 * kBs * kHkv * (kD / 2 + 8));
-  const std::vector<unsigned char> fresh = cache.bytes(), fresh_guard = cache.guard_bytes();
+  const std::vector<unsigned char> fresh = cache.snapshot(), fresh_guard = cache.guard_bytes();
 
   const std::vector<int64_t> slots = {3, 40, -1, 16, 1, 47, 22, 30};
   const auto t_count = static_cast<int64_t>(slots.size());
@@ -294,27 +279,20 @@ TEST(TritonInt4Write, CodesScaleAndZeroPointMatchSpecReference) {
   set_row(v, 1, 0, std::vector<double>(kD, 0.0));
   set_row(v, 1, 1, std::vector<double>(kD, -3.0));
 
-  const CallResult r = write_kv(p, layer.get(), k, v, slots, cache);
-  ASSERT_EQ(r.code, 0) << r.message;
-
   std::set<int64_t> written;
-  for (int64_t t = 0; t < t_count; ++t) {
-    const int64_t slot = slots[static_cast<size_t>(t)];
-    if (slot < 0) continue;
-    written.insert(slot);
-    for (int64_t h = 0; h < kHkv; ++h)
-      for (int kv = 0; kv < 2; ++kv) {
-        const std::vector<float> x = row_of(kv == 0 ? k : v, t, h);
+  write_and_check_rows(
+      p, layer.get(), k, v, slots, cache,
+      [&](int64_t t, int64_t h, int kv, const std::vector<float>& x, const unsigned char* row) {
         const RefRow want = ref_int4_row(x);
-        const unsigned char* row = cache.slot_row(slot, kv, h);
         for (int64_t i = 0; i < kD / 2; ++i)
           ASSERT_EQ(row[i], want.data[static_cast<size_t>(i)])
               << row_name(t, h, kv) << " byte " << i << " (elements " << 2 * i << ", " << 2 * i + 1
               << ")";
         ASSERT_EQ(bits(load_f32(row + kD / 2)), bits(want.scale)) << row_name(t, h, kv);
         ASSERT_EQ(load_f32(row + kD / 2 + 4), want.zero_point) << row_name(t, h, kv);
-      }
-  }
+      },
+      &written);
+  if (HasFatalFailure()) return;
 
   // The hand-worked rows (slot 3 = token 0, slot 40 = token 1).
   auto nibble = [&](int64_t slot, int kv, int64_t h, int64_t i) {
@@ -347,22 +325,18 @@ class NonFiniteWrite : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(NonFiniteWrite, RefusedNamingTokenAndHeadAndNothingWritten) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
+  Config c(GetParam());
   LayerPtr layer = make_layer(p, c);
   if (GetParam().rfind("fp8", 0) == 0 && GetParam() != "fp8_per_token_head") {
-    ASSERT_EQ(load_param(p, layer.get(), "k_scale", {0.5f}).code, 0);
-    ASSERT_EQ(load_param(p, layer.get(), "v_scale", {0.25f}).code, 0);
-    ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+    ASSERT_EQ(load_kv_scales(p, layer.get(), 0.5f, 0.25f).code, 0);
   }
   Cache cache(p, layer.get(), 2);
   {
-    OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {4, kHkv, kD}, 1.0, 31);
-    OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {4, kHkv, kD}, 1.0, 32);
+    auto [k, v] = random_kv(KVQ_DTYPE_BF16, {4, kHkv, kD}, 1.0, 31);
     const CallResult r = write_kv(p, layer.get(), k, v, {0, 1, 2, 3}, cache);
     ASSERT_EQ(r.code, 0) << r.message;
   }
-  const std::vector<unsigned char> before = cache.bytes();
+  const std::vector<unsigned char> before = cache.snapshot();
 
   struct Bad {
     bool in_key;
@@ -370,30 +344,27 @@ TEST_P(NonFiniteWrite, RefusedNamingTokenAndHeadAndNothingWritten) {
   };
   for (const Bad bad : {Bad{true, NAN}, Bad{false, INFINITY}, Bad{true, -INFINITY}}) {
     SCOPED_TRACE(std::string(bad.in_key ? "key " : "value ") + std::to_string(bad.value));
-    OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {5, kHkv, kD}, 1.0, 33);
-    OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {5, kHkv, kD}, 1.0, 34);
+    auto [k, v] = random_kv(KVQ_DTYPE_BF16, {5, kHkv, kD}, 1.0, 33);
     // token 3, head 1, element 5; tokens 0..2 come first and overwrite used slots.
     (bad.in_key ? k : v).set((3 * kHkv + 1) * kD + 5, bad.value);
     const CallResult r = write_kv(p, layer.get(), k, v, {0, 1, 2, 20, 21}, cache);
     EXPECT_EQ(r.code, KVQ_ERR_NON_FINITE) << r.message;
     EXPECT_NE(r.message.find("token 3 head 1"), std::string::npos) << r.message;
-    EXPECT_TRUE(cache.bytes() == before) << "the cache changed on a refused write";
+    EXPECT_TRUE(cache.snapshot() == before) << "the cache changed on a refused write";
   }
 }
 
 // Spec §3: a slot >= num_blocks * block_size is bad input: error, nothing written.
 TEST_P(NonFiniteWrite, OutOfRangeSlotRefusedAndNothingWritten) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
+  Config c(GetParam());
   LayerPtr layer = make_layer(p, c);
   Cache cache(p, layer.get(), 2);
-  const std::vector<unsigned char> before = cache.bytes(), guard = cache.guard_bytes();
-  OwnedTensor k = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 1.0, 35);
-  OwnedTensor v = random_tensor(KVQ_DTYPE_BF16, {3, kHkv, kD}, 1.0, 36);
+  const std::vector<unsigned char> before = cache.snapshot(), guard = cache.guard_bytes();
+  auto [k, v] = random_kv(KVQ_DTYPE_BF16, {3, kHkv, kD}, 1.0, 35);
   const CallResult r = write_kv(p, layer.get(), k, v, {0, 1, 2 * kBs}, cache);
   EXPECT_EQ(r.code, KVQ_ERR_OUT_OF_RANGE) << r.message;
-  EXPECT_TRUE(cache.bytes() == before) << "the cache changed on a refused write";
+  EXPECT_TRUE(cache.snapshot() == before) << "the cache changed on a refused write";
   EXPECT_TRUE(cache.guard_bytes() == guard);
 }
 
@@ -409,8 +380,7 @@ class FreshCache : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FreshCache, DataZeroScalesOneAndInBounds) {
   Plugin p(triton_plugin_path());
-  Config c;
-  c.mode = GetParam();
+  Config c(GetParam());
   LayerPtr layer = make_layer(p, c);
   const Cache cache(p, layer.get(), 3);
   const kvq_cache_geometry& g = cache.geometry();
@@ -446,8 +416,7 @@ TEST(TritonGeometry, HeadSizeMultipleOfFourInPerTokenHeadModes) {
   Plugin p(triton_plugin_path());
   for (const char* mode : {"int8_per_token_head", "fp8_per_token_head", "int4_per_token_head"}) {
     SCOPED_TRACE(mode);
-    Config c;
-    c.mode = mode;
+    Config c(mode);
     c.head_size = 36;
     LayerPtr layer(nullptr, p.api().layer_destroy);
     const CallResult ok = create_layer(p, c, &layer);
@@ -464,8 +433,7 @@ TEST(TritonGeometry, HeadSizeMultipleOfFourInPerTokenHeadModes) {
   }
   // The rule is for per-token-head modes only.
   for (const char* mode : {"auto", "fp8", "fp8_e5m2"}) {
-    Config c;
-    c.mode = mode;
+    Config c(mode);
     c.head_size = 34;
     LayerPtr layer(nullptr, p.api().layer_destroy);
     const CallResult r = create_layer(p, c, &layer);
@@ -492,8 +460,7 @@ TEST(TritonGeometry, BytesPerBlockPerMode) {
   int64_t bf16_bytes = 0, pth_bytes = 0;
   for (const Want& w : wants) {
     SCOPED_TRACE(w.mode);
-    Config c;
-    c.mode = w.mode;
+    Config c(w.mode);
     c.head_size = d;
     c.num_kv_heads = h;
     c.block_size = bs;

@@ -1,4 +1,5 @@
-// What this CPU offers, for the capability query and the optional probe.
+// What this CPU offers, for the capability query and the optional probe, and
+// the SIMD level of the attention kernels.
 #pragma once
 
 #include <string>
@@ -6,8 +7,15 @@
 namespace kvq::sdk {
 
 std::string cpu_features();  // space-separated, e.g. "avx2 fma avx512f avx512_bf16"
-// The kernel level the plugin uses. Today's kernels are portable C++ that the
-// compiler vectorises for the baseline ISA, so this is "portable".
-const char* simd_level();
+
+// Attention kernel levels, widest last.
+enum class SimdLevel { kPortable, kAvx2, kAvx512 };
+const char* simd_level_name(SimdLevel level);  // "portable", "avx2", "avx512"
+bool simd_level_supported(SimdLevel level);    // built in and runnable on this CPU
+// The level the kernels use, chosen once per process at first use: the widest
+// supported one, or the one KVQ_SIMD (avx512 | avx2 | portable) forces when
+// this CPU supports it (an unknown or unsupported value is ignored).
+SimdLevel simd_choice();
+const char* simd_level();  // simd_level_name(simd_choice())
 
 }  // namespace kvq::sdk

@@ -9,6 +9,11 @@
 // once for the whole group. When few sequences decode (max_query_len == 1),
 // the key range is split into segments that run on different threads; their
 // partial results are merged by their maxima and exp-sums (vLLM's "3D" path).
+//
+// The per-tile math (Q·K for every row of an item against a tile of keys,
+// online softmax, P·V) runs in kernels compiled for AVX-512, AVX2+FMA and
+// portable C++, one chosen per process (cpu.hpp: simd_choice()). Sources in
+// a RowFormat are read in place: the kernels dequantize in registers.
 #pragma once
 
 #include "kvq_sdk/batch.hpp"
@@ -20,6 +25,22 @@ namespace kvq::sdk {
 
 struct LayerConfig;
 
+// How a cache row stores its elements, for sources whose rows the attention
+// kernels read in place (dequantizing in registers instead of through a
+// float tile). Each element's value is element * scale, where scale is the
+// row's inline fp32 (per_token_head: stored right after the elements) or the
+// source's per-tensor / per-KV-head scale; with round_to set, that product is
+// rounded to bf16 or fp16 (fp8 per-tensor K/V for a bf16/fp16 query).
+enum class RowEncoding { kF32, kBF16, kF16, kI8, kE4M3, kE5M2 };
+struct RowFormat {
+  RowEncoding encoding = RowEncoding::kF32;
+  bool per_token_head = false;
+  int32_t round_to = 0;  // 0, KVQ_DTYPE_BF16 or KVQ_DTYPE_F16
+};
+// The format of a cache element dtype (F32/BF16/F16; I8/E4M3 per-token-head;
+// E4M3/E5M2 per-tensor), or INTERNAL for one the kernels cannot read.
+RowFormat row_format(int32_t element_dtype, bool per_token_head, int32_t round_to = 0);
+
 class KvSource {
  public:
   virtual ~KvSource() = default;
@@ -27,6 +48,16 @@ class KvSource {
   // k -> [n][head_size], v -> [n][head_size_v] floats.
   virtual void load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
                     float* v) const = 0;
+  // Sources stored in a RowFormat: true, with the format and the per-tensor
+  // scales of `kv_head`; then rows() gives the rows in place. Others: false,
+  // and the core decodes tiles through load().
+  virtual bool direct(int64_t /*kv_head*/, RowFormat* /*format*/, float* /*k_scale*/,
+                      float* /*v_scale*/) const {
+    return false;
+  }
+  // The K and V rows of keys [first, first + n) (direct sources only).
+  virtual void rows(int64_t /*seq*/, int64_t /*first*/, int64_t /*n*/, int64_t /*kv_head*/,
+                    const unsigned char** /*k*/, const unsigned char** /*v*/) const {}
 };
 
 // Decodes n stored elements of one cache row into floats, times `scale`.
@@ -37,16 +68,27 @@ RowDecoder row_decoder(int32_t element_dtype, bool per_token_head);
 // Keys from the paged cache through the batch's block table.
 class PagedKvSource final : public KvSource {
  public:
-  // k_scales / v_scales: one tensor-wide value or one per KV head, passed
-  // to the decoders (per-token-head decoders read the row's own scale).
+  // Rows in `format`, read in place by the kernels. k_scales / v_scales: one
+  // tensor-wide value or one per KV head (per-token-head rows use their own).
+  PagedKvSource(const ForwardBatch& batch, RowFormat format, std::vector<float> k_scales = {1.0f},
+                std::vector<float> v_scales = {1.0f});
+  // Rows any other way: decoded into float tiles by the decoders, which get
+  // the scales above.
   PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
                 std::vector<float> k_scales = {1.0f}, std::vector<float> v_scales = {1.0f});
   void load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
             float* v) const override;
+  bool direct(int64_t kv_head, RowFormat* format, float* k_scale, float* v_scale) const override;
+  void rows(int64_t seq, int64_t first, int64_t n, int64_t kv_head, const unsigned char** k,
+            const unsigned char** v) const override;
 
  private:
+  float k_scale(int64_t kv_head) const;
+  float v_scale(int64_t kv_head) const;
   const ForwardBatch& batch_;
-  RowDecoder decode_k_, decode_v_;
+  bool direct_ = false;
+  RowFormat format_;
+  RowDecoder decode_k_ = nullptr, decode_v_ = nullptr;
   std::vector<float> k_scales_, v_scales_;
 };
 

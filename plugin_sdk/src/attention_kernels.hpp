@@ -1,0 +1,69 @@
+// The per-tile attention kernels behind paged_attention (private to the SDK).
+// One implementation (attention_kernel_impl.inc) is compiled three times:
+// for AVX-512, for AVX2+FMA and portably, each in its own translation unit
+// with its own -m flags and an anonymous namespace, so no inline function or
+// template instantiated for a wider ISA can be picked by the linker for a
+// narrower caller. cpu.cpp chooses one set per process.
+#pragma once
+
+#include "kvq_sdk/paged_attention.hpp"
+
+#include <cstdint>
+
+namespace kvq::sdk::kernels {
+
+constexpr int64_t kKeyTile = 64;  // keys per tile
+constexpr int kRowBlock = 4;      // query rows per register block
+
+// The query rows of one work item and their softmax state.
+struct ItemRows {
+  int64_t rows = 0, d = 0, dv = 0;
+  const float* q = nullptr;              // [rows][d], already times softmax_scale * query scale
+  const int64_t* pos = nullptr;          // [rows] absolute position of the row's query token
+  const float* slopes = nullptr;         // [rows] ALiBi slopes, or nullptr
+  int64_t alibi_origin = 0;              // bias = slope * (key - alibi_origin)
+  int64_t window = 0;                    // sliding window, 0 = none
+  float softcap = 0.0f;                  // 0 = none
+  bool quantize_p = false;               // P rounded to e4m3 before P·V
+  float* m = nullptr;                    // [rows] running maxima
+  float* l = nullptr;                    // [rows] running exp-sums
+  float* acc = nullptr;                  // [rows][dv] running P·V
+  RowFormat format;                      // how the tile's rows are stored
+  float k_scale = 1.0f, v_scale = 1.0f;  // per-tensor scales (not per-token-head)
+};
+
+// n <= kKeyTile keys at absolute positions [first, first + n).
+struct KeyTile {
+  int64_t first = 0, n = 0;
+  const unsigned char* const* k = nullptr;  // n row pointers
+  const unsigned char* const* v = nullptr;
+  // The next tile's rows, prefetched while this one is computed: a KV head's
+  // rows are scattered (one per slot, num_kv_heads rows apart), which the
+  // hardware prefetchers do not follow.
+  int64_t next_n = 0;
+  const unsigned char* const* next_k = nullptr;
+  const unsigned char* const* next_v = nullptr;
+  int64_t k_bytes = 0, v_bytes = 0;  // bytes of one K / V row to prefetch
+};
+
+// Floats of per-thread scratch a tile needs: kKeyTile * (d + dv).
+inline int64_t scratch_floats(int64_t d, int64_t dv) {
+  return kKeyTile * (d + dv);
+}
+
+struct KernelSet {
+  const char* name;
+  // Folds one key tile into the rows' online softmax state.
+  void (*tile)(const ItemRows& rows, const KeyTile& tile, float* scratch);
+};
+
+// The kernel set of the process's SIMD level (cpu.hpp: simd_choice()).
+const KernelSet& active_kernels();
+// The kernel set of one level; only levels this build has and the CPU runs.
+const KernelSet& portable_kernels();
+#if defined(KVQ_X86_KERNELS)
+const KernelSet& avx2_kernels();
+const KernelSet& avx512_kernels();
+#endif
+
+}  // namespace kvq::sdk::kernels
