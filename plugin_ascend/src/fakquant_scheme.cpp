@@ -5,7 +5,6 @@
 #include "kvq_sdk/dtype.hpp"
 #include "kvq_sdk/error.hpp"
 
-#include <charconv>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -19,16 +18,7 @@ constexpr const char* kPrefixes[] = {"fa_q", "fa_k", "fa_v"};
 
 // A non-negative integer scheme option; 0 when absent.
 int64_t int_option(const sdk::Options& options, const char* key) {
-  constexpr int64_t kMax = 65536;
-  const std::string* s = sdk::find_option(options, key);
-  if (s == nullptr) return 0;
-  int64_t v = 0;
-  const char* end = s->data() + s->size();
-  const auto [ptr, ec] = std::from_chars(s->data(), end, v);
-  if (s->empty() || ec != std::errc() || ptr != end || v < 0 || v > kMax)
-    sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
-              "FAKQuant scheme option {} = '{}' is not an integer in 0..{}", key, *s, kMax);
-  return v;
+  return sdk::int_option(options, key, 0, 0, 65536, "FAKQuant scheme");
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {

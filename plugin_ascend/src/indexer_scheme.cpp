@@ -4,7 +4,6 @@
 
 #include "kvq_sdk/error.hpp"
 
-#include <charconv>
 #include <memory>
 #include <string>
 
@@ -13,15 +12,7 @@ namespace {
 
 // A positive integer scheme option in [1, max]; `fallback` when absent.
 int64_t int_option(const sdk::Options& options, const char* key, int64_t fallback, int64_t max) {
-  const std::string* s = sdk::find_option(options, key);
-  if (s == nullptr) return fallback;
-  int64_t v = 0;
-  const char* end = s->data() + s->size();
-  const auto [ptr, ec] = std::from_chars(s->data(), end, v);
-  if (s->empty() || ec != std::errc() || ptr != end || v < 1 || v > max)
-    sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
-              "INT8_DYNAMIC scheme option {} = '{}' is not an integer in 1..{}", key, *s, max);
-  return v;
+  return sdk::int_option(options, key, fallback, 1, max, "INT8_DYNAMIC scheme");
 }
 
 void create_weights(sdk::Layer& layer, const sdk::Options& options) {

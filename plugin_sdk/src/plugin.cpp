@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <charconv>
 #include <cstring>
 #include <utility>
 
@@ -15,6 +16,19 @@ const std::string* find_option(const Options& options, std::string_view key) {
   for (const auto& [k, v] : options)
     if (k == key) return &v;
   return nullptr;
+}
+
+int64_t int_option(const Options& options, std::string_view key, int64_t fallback, int64_t min,
+                   int64_t max, std::string_view owner) {
+  const std::string* s = find_option(options, key);
+  if (s == nullptr) return fallback;
+  int64_t v = 0;
+  const char* end = s->data() + s->size();
+  const auto [ptr, ec] = std::from_chars(s->data(), end, v);
+  if (s->empty() || ec != std::errc() || ptr != end || v < min || v > max)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{} option {} = '{}' is not an integer in {}..{}", owner, key,
+         *s, min, max);
+  return v;
 }
 
 // ---- Param -----------------------------------------------------------------

@@ -13,6 +13,7 @@
 //
 // Self-contained on purpose (C ABI + kvq_ref only), so it does not depend on
 // the other tests' helpers.
+#include "harness.hpp"
 #include "kvq_ref/reference.hpp"
 
 #include <kvq_abi.h>
@@ -101,19 +102,7 @@ struct Buffer {
 };
 
 kvq_tensor view(void* data, int32_t dtype, const std::vector<int64_t>& shape) {
-  kvq_tensor t{};
-  t.struct_size = KVQ_TENSOR_SIZE;
-  t.data = data;
-  t.device_type = KVQ_DEVICE_CPU;
-  t.dtype = dtype;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    t.shape[i] = shape[static_cast<size_t>(i)];
-    t.strides[i] = stride;
-    stride *= shape[static_cast<size_t>(i)];
-  }
-  return t;
+  return kvq::test::tensor_view(data, dtype, shape);
 }
 
 struct Case {

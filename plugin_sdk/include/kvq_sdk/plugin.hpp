@@ -25,6 +25,10 @@ class Instance;
 
 using Options = std::vector<std::pair<std::string, std::string>>;
 const std::string* find_option(const Options& options, std::string_view key);
+// An integer option in [min, max], `fallback` when absent; anything else is
+// INVALID_ARGUMENT "<owner> option <key> = '<text>' is not an integer in min..max".
+int64_t int_option(const Options& options, std::string_view key, int64_t fallback, int64_t min,
+                   int64_t max, std::string_view owner);
 
 struct LayerConfig {
   std::string backend, layer_name, kv_cache_dtype;
