@@ -30,8 +30,12 @@ double AccuracyStats::cosine() const {
 }
 
 AccuracyChecker::AccuracyChecker(const ActivationGenerator& generator,
-                                 const std::vector<RequestSpec>& requests)
-    : generator_(&generator), requests_(&requests) {}
+                                 const std::vector<RequestSpec>& requests, int64_t max_sequences,
+                                 int64_t max_rows)
+    : generator_(&generator),
+      requests_(&requests),
+      max_sequences_(max_sequences),
+      max_rows_(max_rows) {}
 
 void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& request_ids,
                             int64_t layer) {
@@ -48,7 +52,7 @@ void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& 
   std::vector<uint64_t> encoded;
 
   // Spread the sampled sequences over the batch (decodes and prefills).
-  const int64_t sampled = std::min(num_seqs, kMaxSequencesPerStep);
+  const int64_t sampled = std::min(num_seqs, max_sequences_);
   for (int64_t k = 0; k < sampled; ++k) {
     const int64_t s = k * num_seqs / sampled;
     const RequestSpec& request =
@@ -56,7 +60,7 @@ void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& 
     const int64_t seq_len = seq_lens[static_cast<size_t>(s)];
     const int64_t first_row = qsl[static_cast<size_t>(s)];
     const int64_t query_len = qsl[static_cast<size_t>(s) + 1] - first_row;
-    const int64_t rows = std::min(query_len, kMaxRowsPerSequence);
+    const int64_t rows = std::min(query_len, max_rows_);
     const int64_t skipped = query_len - rows;  // earlier rows of the chunk, not checked
 
     kvq::ref::AttentionProblem problem;
@@ -82,11 +86,14 @@ void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& 
       const uint64_t content = request.content_at(position);
       for (int64_t h = 0; h < hkv; ++h) {
         scratch.resize(static_cast<size_t>(d));
-        generate_rounded(*generator_, shape.dtype, Projection::kKey, content, position, layer, h,
-                         scratch, encoded, keys[0].data() + (position * hkv + h) * d);
+        // This rank's KV heads are a contiguous range of the model's.
+        const int64_t model_head = shape.first_kv_head() + h;
+        generate_rounded(*generator_, shape.dtype, Projection::kKey, content, position, layer,
+                         model_head, scratch, encoded, keys[0].data() + (position * hkv + h) * d);
         scratch.resize(static_cast<size_t>(dv));
-        generate_rounded(*generator_, shape.dtype, Projection::kValue, content, position, layer, h,
-                         scratch, encoded, values[0].data() + (position * hkv + h) * dv);
+        generate_rounded(*generator_, shape.dtype, Projection::kValue, content, position, layer,
+                         model_head, scratch, encoded,
+                         values[0].data() + (position * hkv + h) * dv);
       }
     }
     const std::vector<double> expected = kvq::ref::attention(problem, query, keys, values);

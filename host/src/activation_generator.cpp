@@ -172,16 +172,17 @@ void ActivationGenerator::fill(Projection projection, uint64_t content, int64_t 
 }
 
 void ActivationGenerator::fill_token(Projection projection, uint64_t content, int64_t position,
-                                     int64_t layer, std::span<float> out) const {
-  check(projection, position, layer, 0);
+                                     int64_t layer, std::span<float> out,
+                                     int64_t first_head) const {
+  check(projection, position, layer, first_head);
   const int64_t w = width(projection);
-  const int64_t n = heads(projection);
-  if (static_cast<int64_t>(out.size()) != n * w) {
+  const auto n = static_cast<int64_t>(out.size()) / w;
+  if (n * w != static_cast<int64_t>(out.size()) || n < 1 || first_head + n > heads(projection)) {
     throw Error("ActivationGenerator::fill_token: output size is not heads x head size");
   }
   const Rotation rotation = rotation_at(position);  // once per token, shared by its heads
   for (int64_t h = 0; h < n; ++h) {
-    fill_head(projection, content, position, layer, h, rotation,
+    fill_head(projection, content, position, layer, first_head + h, rotation,
               out.subspan(static_cast<size_t>(h * w), static_cast<size_t>(w)));
   }
 }

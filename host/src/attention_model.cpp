@@ -68,9 +68,29 @@ kvq_layer_config layer_config(const Deployment& deployment, const ModelShape& sh
   config.head_size_v = shape.head_size_v;
   config.block_size = deployment.kv_cache.block_size;
   config.softmax_scale = 0.0;  // 1/sqrt(head_size)
-  config.tp_rank = 0;
-  config.tp_size = 1;
+  config.tp_rank = shape.tp_rank;
+  config.tp_size = shape.tp_size;
   return config;
+}
+
+// The engine generates per-head K and V for a K+V paged cache; a layer whose
+// scheme made its cache keys-only (FAKQuant's MLA latent, INT8_DYNAMIC's
+// indexer keys) needs inputs it cannot produce, so the run stops here.
+void refuse_keys_only_layer(const Layer& layer, const CheckpointLayerPlan& plan,
+                            const Deployment& deployment) {
+  const kvq_cache_geometry geometry = layer.cache_geometry();
+  if (geometry.layout == KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD) return;
+  const LayerInfo info = layer.info();
+  throw DeploymentError(
+      deployment.locations.checkpoint,
+      fmt::format("not supported: scheme {} (chosen by {}) turned layer {} into '{}' with the "
+                  "keys-only KV cache '{}' (an MLA latent or sparse-attention indexer cache). "
+                  "kvq run drives standard attention layers only: it generates per-head queries, "
+                  "keys and values for a K+V paged cache, not MLA latents, absorbed queries or "
+                  "indexer queries. The checkpoint loaded; serve a C8 or fp8 checkpoint, or a "
+                  "model section, instead",
+                  info.scheme.empty() ? plan.scheme : info.scheme, plan.scheme_source, layer.name(),
+                  info.impl_name, info.kv_cache_dtype));
 }
 
 }  // namespace
@@ -93,15 +113,19 @@ AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deploymen
       if (deployment.kv_cache.dtype.empty())
         kv_mode_origin = "the KV cache mode chosen by " + plan->scheme_source;
     }
+    kvq_layer_config config = layer_config(deployment, shape, i, name, kv_mode);
+    // MLA checkpoints: the value is the latent (kv_lora_rank wide).
+    if (checkpoint != nullptr) config.head_size_v = checkpoint->config().head_size_v();
     try {
-      layers_.push_back(plugin.create_layer(layer_config(deployment, shape, i, name, kv_mode)));
+      layers_.push_back(plugin.create_layer(config));
     } catch (const PluginError& error) {
       explain_layer_refusal(error, plugin, deployment, kv_mode, kv_mode_origin);
     }
     if (plan) {
-      const CheckpointLoadReport report =
-          load_checkpoint_weights(plugin, layers_.back(), *checkpoint, i, *plan,
-                                  CheckpointLoadOptions{0, 1, shape.num_heads, shape.dtype});
+      const CheckpointLoadReport report = load_checkpoint_weights(
+          plugin, layers_.back(), *checkpoint, i, *plan,
+          CheckpointLoadOptions{shape.tp_rank, shape.tp_size, shape.num_heads, shape.dtype});
+      refuse_keys_only_layer(layers_.back(), *plan, deployment);
       schemes_.push_back(report.scheme);
       if (i == 0 || report.scheme != schemes_.front()) {
         spdlog::info("{}: scheme {} ({}), {} parameter(s) loaded from {}", name,
@@ -111,6 +135,18 @@ AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deploymen
     } else {
       schemes_.emplace_back();
     }
+  }
+
+  if (deployment.kv_cache.query_dtype == "fp8") {
+    for (const auto& layer : layers_) {
+      try {
+        fp8_queries_.push_back(Fp8Query::for_layer(layer, shape.num_heads, shape.num_kv_heads));
+      } catch (const Error& e) {
+        throw DeploymentError(deployment.locations.kv_cache_query_dtype, e.what());
+      }
+    }
+    spdlog::info("fp8 query: e4m3 with q_scale {} (layer 0, head 0)",
+                 fp8_queries_.front().scales().front());
   }
 
   sizing_.block_size = deployment.kv_cache.block_size;
@@ -156,7 +192,12 @@ void AttentionModel::run_layer(int64_t index, StepBatch& batch) {
   Layer& layer = layers_[static_cast<size_t>(index)];
   const kvq_tensor& cache = caches_[static_cast<size_t>(index)].tensor();
   layer.cache_write(batch.cache_write_args(cache));
-  layer.forward(batch.forward_args(cache));
+  kvq_forward_args args = batch.forward_args(cache);
+  if (!fp8_queries_.empty()) {
+    fp8_queries_[static_cast<size_t>(index)].quantize(batch.query(), fp8_query_);
+    args.query = &fp8_query_.view();
+  }
+  layer.forward(args);
 }
 
 }  // namespace kvq::host

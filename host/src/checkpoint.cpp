@@ -121,6 +121,8 @@ CheckpointConfig read_config(const std::filesystem::path& file) {
   c.dtype = config_dtype(file, j);
   c.kv_lora_rank = config_integer(file, j, "kv_lora_rank", 0, int64_t{1} << 20);
   c.qk_rope_head_dim = config_integer(file, j, "qk_rope_head_dim", 0, int64_t{1} << 20);
+  c.index_head_dim = config_integer(file, j, "index_head_dim", 1, int64_t{1} << 20);
+  c.index_topk = config_integer(file, j, "index_topk", 1, int64_t{1} << 24);
   if (const auto it = j.find("kvq_activation_seed"); it != j.end() && it->is_number_unsigned()) {
     c.activation_seed = it->get<uint64_t>();
   }
@@ -298,6 +300,10 @@ SchemeOptions Checkpoint::scheme_options() const {
   if (config_.qk_rope_head_dim) {
     options.emplace_back("qk_rope_head_dim", std::to_string(*config_.qk_rope_head_dim));
   }
+  if (config_.index_head_dim) {
+    options.emplace_back("index_head_dim", std::to_string(*config_.index_head_dim));
+  }
+  if (config_.index_topk) options.emplace_back("index_topk", std::to_string(*config_.index_topk));
   return options;
 }
 
@@ -498,7 +504,7 @@ LoadedLayer create_checkpoint_layer(const Plugin& plugin, const Checkpoint& chec
   config.num_heads = c.num_heads / tp;
   config.num_kv_heads = std::max<int64_t>(c.num_kv_heads / tp, 1);
   config.head_size = c.head_size;
-  config.head_size_v = c.head_size;
+  config.head_size_v = c.head_size_v();
   config.block_size = spec.block_size;
   config.tp_rank = spec.tp_rank;
   config.tp_size = tp;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <optional>
 
+#include "kvq_host/bench_command.hpp"
+#include "kvq_host/compare_command.hpp"
 #include "kvq_host/deployment.hpp"
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/engine.hpp"
@@ -24,27 +26,40 @@ namespace {
 constexpr const char* kUsage = R"(usage: kvq COMMAND [ARGS]
 
 commands:
-  run [DEPLOY.yaml] [--json FILE] [--accuracy-every N]
+  run [DEPLOY.yaml] [--json FILE] [--accuracy-every N] [--dump-outputs FILE] [--no-progress]
         Serve the deployment's workload through its plugin and print a
         benchmark report (vLLM's serving-benchmark layout) with KV-cache and
         accuracy figures. Without a file, the embedded default deployment
         (deploy/default.yaml) runs. --json writes everything as JSON;
-        --accuracy-every N checks every N-th step against float64 (0 = off).
+        --accuracy-every N checks every N-th step against float64 (0 = off);
+        --dump-outputs appends every step's attention outputs (all layers,
+        all heads, model dtype) to FILE. With parallel.tensor_parallel_size N,
+        start N ranks: mpirun -np N kvq run DEPLOY.yaml (rank 0 prints).
   inspect PLUGIN.so
         Load and negotiate a plugin; print its version, CPU level, backends,
         KV modes and quantization schemes.
+  bench [--quick] [--filter TEXT] [--threads N,...] [--plugin-dir DIR]
+        Measure the machine's read bandwidth, then every attention and cache-write
+        kernel of the plugins in lib/ next to kvq; print one table (bench/RESULTS.md).
   conform PLUGIN.so...
         Run the conformance suite (the kvq-conform binary next to kvq).
-  make-checkpoint OUT_DIR --mode C8|fp8 [--layers N] [--heads H] [--kv-heads K]
-                  [--head-size D] [--dtype bf16|fp16|fp32] [--seed S] [--asymmetric]
-                  [--calibration-tokens N] [--force]
+  make-checkpoint OUT_DIR --mode C8|fp8|FAKQuant|INT8_DYNAMIC [--layers N] [--heads H]
+                  [--kv-heads K] [--head-size D] [--dtype bf16|fp16|fp32] [--seed S]
+                  [--asymmetric] [--calibration-tokens N] [--kv-lora-rank L]
+                  [--qk-rope-head-dim R] [--index-topk K] [--force]
         Write a checkpoint directory (config.json, quant_model_description.json,
         model.safetensors) for the synthetic model, with KV scales calibrated
         on the activation generator (defaults: 4 layers, 16 heads, 4 KV heads,
         head size 128, bf16, seed 0, 32768 calibration tokens; C8 scales
         symmetric, max|x|/127 per channel). Use it with
         `checkpoint: OUT_DIR` and the same workload.seed as --seed.
-        FAKQuant and INT8_DYNAMIC checkpoints are not built yet.
+        FAKQuant (MLA: 1 KV head, head size L + R, defaults L 512, R 64) and
+        INT8_DYNAMIC (indexer: 1 KV head, rotations, top-k 2048) checkpoints
+        load into ascend layers; kvq run refuses them (it drives standard
+        attention layers only).
+  compare A.json B.json
+        Print two `kvq run --json` reports side by side with the ratios B/A
+        (KV memory, tokens that fit, throughput, latency, accuracy).
 
 options (any command):
   --log-level trace|debug|info|warn|error|off   (default: info; logs go to stderr)
@@ -69,6 +84,10 @@ int command_run(const std::vector<std::string>& args, std::ostream& out) {
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--json") {
       json_file = take_value(args, i);
+    } else if (args[i] == "--dump-outputs") {
+      options.dump_outputs = take_value(args, i);
+    } else if (args[i] == "--no-progress") {
+      options.progress = false;
     } else if (args[i] == "--accuracy-every") {
       const std::string value = take_value(args, i);
       try {
@@ -93,6 +112,7 @@ int command_run(const std::vector<std::string>& args, std::ostream& out) {
                                     : load_default_deployment(parse_options);
   spdlog::info("deployment: {}", deployment.source);
   const BenchmarkReport report = run_benchmark(deployment, options);
+  if (!report.is_root) return report.failed > 0 ? kExitFailedRequests : kExitOk;
   print_report(report, out);
   out.flush();
   if (json_file) {
@@ -122,31 +142,10 @@ int64_t integer_value(const std::string& option, const std::string& value) {
   }
 }
 
-// FAKQuant / INT8_DYNAMIC: what the plugin next to kvq says about the scheme.
-std::string unbuilt_mode_message(const std::string& mode, const std::string& plugin_path) {
-  std::string plugin_view;
-  try {
-    const Plugin plugin = Plugin::load(plugin_path);
-    const SchemeInfo* scheme = plugin.info().find_scheme(mode, "attention");
-    plugin_view =
-        scheme == nullptr ? fmt::format("plugin '{}' does not list it", plugin.info().name)
-        : scheme->supported
-            ? fmt::format(
-                  "plugin '{}' supports the scheme, but kvq make-checkpoint "
-                  "cannot write its tensors yet",
-                  plugin.info().name)
-            : fmt::format("plugin '{}' lists the scheme as not built", plugin.info().name);
-  } catch (const Error& e) {
-    plugin_view = fmt::format("no plugin to ask ({})", e.what());
-  }
-  return fmt::format("make-checkpoint --mode {}: not built yet ({}); built modes: C8, fp8", mode,
-                     plugin_view);
-}
-
 int command_make_checkpoint(const std::vector<std::string>& args) {
   std::optional<std::string> out_dir;
   std::optional<std::string> mode;
-  std::string plugin_path;
+  std::optional<int64_t> kv_heads, head_size;
   MakeCheckpointOptions options;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -157,9 +156,15 @@ int command_make_checkpoint(const std::vector<std::string>& args) {
     } else if (a == "--heads") {
       options.num_heads = integer_value(a, take_value(args, i));
     } else if (a == "--kv-heads") {
-      options.num_kv_heads = integer_value(a, take_value(args, i));
+      kv_heads = integer_value(a, take_value(args, i));
     } else if (a == "--head-size") {
-      options.head_size = integer_value(a, take_value(args, i));
+      head_size = integer_value(a, take_value(args, i));
+    } else if (a == "--kv-lora-rank") {
+      options.kv_lora_rank = integer_value(a, take_value(args, i));
+    } else if (a == "--qk-rope-head-dim") {
+      options.qk_rope_head_dim = integer_value(a, take_value(args, i));
+    } else if (a == "--index-topk") {
+      options.index_topk = integer_value(a, take_value(args, i));
     } else if (a == "--seed") {
       options.seed = static_cast<uint64_t>(integer_value(a, take_value(args, i)));
     } else if (a == "--dtype") {
@@ -174,8 +179,6 @@ int command_make_checkpoint(const std::vector<std::string>& args) {
       options.asymmetric = true;
     } else if (a == "--force") {
       options.force = true;
-    } else if (a == "--plugin") {
-      plugin_path = take_value(args, i);
     } else if (a.starts_with("-")) {
       throw UsageError(fmt::format("make-checkpoint: unknown option '{}'", a));
     } else if (!out_dir) {
@@ -185,18 +188,18 @@ int command_make_checkpoint(const std::vector<std::string>& args) {
     }
   }
   if (!out_dir) throw UsageError("make-checkpoint needs an output directory");
-  if (!mode) throw UsageError("make-checkpoint needs --mode C8|fp8");
-  if (*mode == "FAKQuant" || *mode == "INT8_DYNAMIC") {
-    if (plugin_path.empty()) {
-      plugin_path =
-          (executable_dir() / ".." / "lib" / "libkvq_ascend.so").lexically_normal().string();
-    }
-    throw Error(unbuilt_mode_message(*mode, plugin_path));
-  }
-  if (*mode != "C8" && *mode != "fp8") {
-    throw UsageError(fmt::format("make-checkpoint: unknown --mode '{}' (C8, fp8)", *mode));
+  if (!mode) throw UsageError("make-checkpoint needs --mode C8|fp8|FAKQuant|INT8_DYNAMIC");
+  if (*mode != "C8" && *mode != "fp8" && *mode != "FAKQuant" && *mode != "INT8_DYNAMIC") {
+    throw UsageError(fmt::format(
+        "make-checkpoint: unknown --mode '{}' (C8, fp8, FAKQuant, INT8_DYNAMIC)", *mode));
   }
   options.mode = *mode;
+  // The MLA latent and the indexer keys are one KV head; an MLA head is the
+  // latent plus the rope part. Explicit values are checked by make_checkpoint.
+  const bool one_kv_head = *mode == "FAKQuant" || *mode == "INT8_DYNAMIC";
+  options.num_kv_heads = kv_heads.value_or(one_kv_head ? 1 : options.num_kv_heads);
+  options.head_size = head_size.value_or(
+      *mode == "FAKQuant" ? options.kv_lora_rank + options.qk_rope_head_dim : options.head_size);
   make_checkpoint(*out_dir, options);
   return kExitOk;
 }
@@ -251,8 +254,10 @@ int run_cli(const std::vector<std::string>& all_args, std::ostream& out, std::os
     if (!command) throw UsageError("no command given");
     if (*command == "run") return command_run(args, out);
     if (*command == "inspect") return command_inspect(args, out);
+    if (*command == "bench") return command_bench(args, out);
     if (*command == "conform") return command_conform(args);
     if (*command == "make-checkpoint") return command_make_checkpoint(args);
+    if (*command == "compare") return command_compare(args, out);
     throw UsageError(fmt::format("unknown command '{}'", *command));
   } catch (const UsageError& e) {
     fmt::print(err, "kvq: {}\n\n{}", e.what(), kUsage);

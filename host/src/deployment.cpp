@@ -87,6 +87,13 @@ PluginSection read_plugin(const YamlMapping& root, const DeploymentParseOptions&
                                                "library (.so)",
                                                shown));
     }
+    // Refused here too (the loader also refuses it), so the error names the line.
+    if ((status.permissions() & std::filesystem::perms::others_write) !=
+        std::filesystem::perms::none) {
+      plugin.fail_at_value("path", fmt::format("plugin file {} is world-writable; refusing to load "
+                                               "it (chmod o-w)",
+                                               shown));
+    }
   }
   return out;
 }
@@ -118,7 +125,8 @@ ModelSection read_model(const YamlMapping& root) {
 KvCacheSection read_kv_cache(const YamlMapping& root, bool has_checkpoint,
                              DeploymentLocations& locations) {
   const YamlMapping kv = *root.mapping(
-      "kv_cache", {"dtype", "block_size", "memory_gib", "num_blocks", "prefix_caching"}, true);
+      "kv_cache",
+      {"dtype", "block_size", "memory_gib", "num_blocks", "prefix_caching", "query_dtype"}, true);
   KvCacheSection out;
   // With a checkpoint the cache mode may come from its quantization
   // description instead: "" = not given.
@@ -142,6 +150,16 @@ KvCacheSection read_kv_cache(const YamlMapping& root, bool has_checkpoint,
   if (has_memory) out.memory_gib = kv.number("memory_gib", 0.0, true, 1 << 20);
   if (has_blocks) out.num_blocks = kv.integer("num_blocks", 1, kMaxBlockId);
   out.prefix_caching = kv.boolean("prefix_caching", false);
+  out.query_dtype = kv.string("query_dtype", "auto");
+  locations.kv_cache_query_dtype =
+      kv.has("query_dtype") ? kv.value_location("query_dtype") : kv.location();
+  if (out.query_dtype == "fp8_e4m3") out.query_dtype = "fp8";  // the same e4m3 query
+  if (out.query_dtype != "auto" && out.query_dtype != "fp8") {
+    kv.fail_at_value("query_dtype",
+                     fmt::format("kv_cache.query_dtype must be auto (the model dtype) or fp8 (an "
+                                 "e4m3 query for fp8 per-tensor caches), got '{}'",
+                                 out.query_dtype));
+  }
   return out;
 }
 
@@ -184,10 +202,11 @@ ParallelSection read_parallel(const YamlMapping& root, const std::optional<Model
 
 WorkloadSection read_workload(const YamlMapping& root) {
   WorkloadSection out;
-  const auto workload = root.mapping("workload",
-                                     {"num_prompts", "input_len", "output_len", "max_concurrency",
-                                      "seed", "shared_prefix_len", "request_rate"},
-                                     false);
+  const auto workload =
+      root.mapping("workload",
+                   {"num_prompts", "input_len", "output_len", "max_concurrency", "seed",
+                    "shared_prefix_len", "request_rate", "random_range_ratio", "prefix_groups"},
+                   false);
   if (!workload) return out;
   out.num_prompts = workload->integer("num_prompts", 1, 1 << 24, out.num_prompts);
   out.input_len = workload->integer("input_len", 1, 1 << 24, out.input_len);
@@ -197,6 +216,9 @@ WorkloadSection read_workload(const YamlMapping& root) {
   out.shared_prefix_len =
       workload->integer("shared_prefix_len", 0, out.input_len, out.shared_prefix_len);
   out.request_rate = workload->number("request_rate", 0.0, false, 1e9, out.request_rate);
+  out.random_range_ratio =
+      workload->number("random_range_ratio", 0.0, false, 1.0, out.random_range_ratio);
+  out.prefix_groups = workload->integer("prefix_groups", 1, 1 << 24, out.prefix_groups);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <fstream>
 #include <optional>
 #include <thread>
 
@@ -14,24 +15,22 @@
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/engine_clock.hpp"
 #include "kvq_host/plugin.hpp"
+#include "kvq_host/progress_bar.hpp"
 #include "kvq_host/request_timeline.hpp"
 #include "kvq_host/scheduler.hpp"
 #include "kvq_host/step_batch.hpp"
+#include "kvq_host/tensor_parallel.hpp"
 #include "kvq_host/workload.hpp"
 
 namespace kvq::host {
 namespace {
 
-void refuse_unbuilt_features(const Deployment& deployment) {
-  if (deployment.parallel.tensor_parallel_size > 1) {
-    throw DeploymentError(
-        deployment.locations.tensor_parallel_size,
-        fmt::format("tensor_parallel_size {} needs a multi-rank launch, which is not built yet; "
-                    "use 1",
-                    deployment.parallel.tensor_parallel_size));
-  }
-  if (deployment.kv_cache.prefix_caching) {
-    spdlog::warn("kv_cache.prefix_caching: prefix caching is not built yet; running without it");
+// This process's rank; errors point at the tensor_parallel_size line.
+TensorParallelGroup join_group(const Deployment& deployment) {
+  try {
+    return TensorParallelGroup::join(deployment.parallel.tensor_parallel_size);
+  } catch (const Error& e) {
+    throw DeploymentError(deployment.locations.tensor_parallel_size, e.what());
   }
 }
 
@@ -88,9 +87,25 @@ Deployment with_checkpoint_model(const Deployment& deployment,
   return out;
 }
 
-ModelShape model_shape(const ModelSection& model) {
-  return ModelShape{model.num_layers, model.num_heads, model.num_kv_heads,
-                    model.head_size,  model.head_size, abi_dtype(model.dtype)};
+// This rank's share of the model: contiguous ranges of query and KV heads.
+ModelShape model_shape(const Deployment& deployment, const TensorParallelGroup& group) {
+  const ModelSection& model = *deployment.model;
+  const int tp = group.size();
+  if (model.num_kv_heads % tp != 0) {
+    throw DeploymentError(
+        deployment.locations.tensor_parallel_size,
+        fmt::format("model.num_kv_heads ({}) must be a multiple of tensor_parallel_size ({}): "
+                    "each rank holds whole KV heads",
+                    model.num_kv_heads, tp));
+  }
+  return ModelShape{model.num_layers,
+                    model.num_heads / tp,
+                    model.num_kv_heads / tp,
+                    model.head_size,
+                    model.head_size,
+                    abi_dtype(model.dtype),
+                    group.rank(),
+                    tp};
 }
 
 // One run: the plugin session, the model, the scheduler and the client's
@@ -98,31 +113,46 @@ ModelShape model_shape(const ModelSection& model) {
 // are destroyed in reverse (layers before the plugin instance).
 class ServingLoop {
  public:
-  ServingLoop(const Deployment& deployment, const RunOptions& options, const Checkpoint* checkpoint)
+  ServingLoop(const Deployment& deployment, const RunOptions& options, const Checkpoint* checkpoint,
+              const TensorParallelGroup& group)
       : deployment_(deployment),
         options_(options),
+        group_(group),
         plugin_(load_plugin(deployment)),
-        shape_(model_shape(*deployment.model)),
+        shape_(model_shape(deployment, group)),
         model_(plugin_, deployment, shape_, checkpoint),
         requests_(make_workload(deployment.workload)),
-        generator_(deployment.workload.seed,
-                   ActivationShape{shape_.num_layers, shape_.num_heads, shape_.num_kv_heads,
-                                   shape_.head_size, shape_.head_size_v}),
+        generator_(
+            deployment.workload.seed,
+            ActivationShape{shape_.num_layers, deployment.model->num_heads,
+                            deployment.model->num_kv_heads, shape_.head_size, shape_.head_size_v}),
         blocks_(model_.sizing().num_blocks),
         scheduler_(
             SchedulerConfig{deployment.kv_cache.block_size, deployment.scheduler.max_num_seqs,
                             deployment.scheduler.max_num_batched_tokens,
-                            deployment.scheduler.chunked_prefill},
+                            deployment.scheduler.chunked_prefill,
+                            deployment.kv_cache.prefix_caching},
             blocks_),
         batch_(shape_),
-        accuracy_(generator_, requests_),
-        timelines_(requests_.size()) {}
+        accuracy_(options.check_every_output
+                      ? AccuracyChecker(generator_, requests_, INT64_MAX, INT64_MAX)
+                      : AccuracyChecker(generator_, requests_)),
+        timelines_(requests_.size()) {
+    if (!options_.dump_outputs.empty() && group_.is_root()) {
+      dump_.open(options_.dump_outputs, std::ios::binary | std::ios::trunc);
+      if (!dump_) {
+        throw Error(fmt::format("cannot write the outputs to {}", options_.dump_outputs.string()));
+      }
+    }
+  }
 
   BenchmarkReport run() {
     spdlog::info("serving {} requests ({} prompt + {} output tokens each)", total(),
                  deployment_.workload.input_len, deployment_.workload.output_len);
     clock_ = EngineClock();
+    ProgressBar progress(total(), options_.progress && group_.is_root());
     while (finished_ < total()) {
+      progress.update(finished_, scheduler_.num_running(), scheduler_.num_waiting());
       const double now = clock_.now();
       admit_arrivals(now);
       const StepPlan plan = scheduler_.schedule();
@@ -142,23 +172,34 @@ class ServingLoop {
 
   // Sends the requests whose arrival time has come, as far as the client's
   // concurrency limit allows (vLLM's benchmark measures TTFT from sending).
+  // The root decides with its clock; the other ranks follow it, so every
+  // rank's scheduler sees the same requests in the same steps.
   void admit_arrivals(double now) {
     const int64_t limit = deployment_.workload.max_concurrency;
-    while (next_arrival_ < total() && request(next_arrival_).arrival_s <= now &&
-           (limit == 0 || in_flight_ < limit)) {
-      const RequestSpec& spec = request(next_arrival_++);
-      timeline(spec.id).sent = now;
-      const std::string refusal =
-          scheduler_.add(SequenceSpec{spec.id, spec.prompt_len, spec.output_len});
-      if (refusal.empty()) {
-        ++in_flight_;
-      } else {
-        fail(spec.id, refusal);
+    if (group_.is_root()) {
+      while (next_arrival_ < total() && request(next_arrival_).arrival_s <= now &&
+             (limit == 0 || in_flight_ < limit)) {
+        send(now);
       }
+    }
+    const int64_t sent = group_.broadcast(next_arrival_);
+    while (next_arrival_ < sent) send(now);
+  }
+
+  void send(double now) {
+    const RequestSpec& spec = request(next_arrival_++);
+    timeline(spec.id).sent = now;
+    const std::string refusal =
+        scheduler_.add(SequenceSpec{spec.id, spec.prompt_len, spec.output_len, spec.content()});
+    if (refusal.empty()) {
+      ++in_flight_;
+    } else {
+      fail(spec.id, refusal);
     }
   }
 
   void wait_for_next_arrival(double now) {
+    if (!group_.is_root()) return;  // the root's next broadcast paces this rank
     // Nothing runs, so the only thing left to wait for is a later arrival;
     // anything else would loop forever.
     if (!scheduler_.idle() || next_arrival_ >= total() || request(next_arrival_).arrival_s <= now) {
@@ -176,29 +217,47 @@ class ServingLoop {
     batch_.prepare(plan, requests_, deployment_.kv_cache.block_size);
     std::vector<int64_t> request_ids;
     for (const auto& chunk : plan.chunks) request_ids.push_back(chunk.request_id);
-    const bool sample = options_.accuracy_every > 0 && step_ % options_.accuracy_every == 0;
+    const bool sample = options_.check_every_output ||
+                        (options_.accuracy_every > 0 && step_ % options_.accuracy_every == 0);
     ++report_.steps_by_attention_state[attention_state_name(plan.attention_state)];
     ++step_;
+    step_outputs_.clear();
+    std::string error;
     try {
       for (int64_t layer = 0; layer < model_.num_layers(); ++layer) {
         batch_.generate(generator_, layer);
         const auto begin = EngineClock::Clock::now();
         model_.run_layer(layer, batch_);
         report_.attention_seconds += EngineClock::to_seconds(EngineClock::Clock::now() - begin);
-        if (sample && layer == 0) {
+        if (sample && (layer == 0 || options_.check_every_output)) {
           const EngineClock::Pause pause(clock_);  // not part of serving
           accuracy_.check(batch_, request_ids, layer);
         }
+        if (!options_.dump_outputs.empty()) {
+          const auto* bytes = static_cast<const std::byte*>(batch_.output().data());
+          step_outputs_.insert(
+              step_outputs_.end(), bytes,
+              bytes + batch_.output().num_elements() * batch_.output().element_size());
+        }
       }
-    } catch (const PluginError& error) {
-      spdlog::error("step {} ({}, {} requests) failed: {}", step_,
-                    attention_state_name(plan.attention_state), plan.chunks.size(), error.what());
+    } catch (const PluginError& e) {
+      error = e.what();
+    }
+    // A step fails on every rank when it fails on one (collectives stay
+    // matched: no rank returns early before this point).
+    if (!group_.all_ok(error.empty())) {
+      const std::string message = step_error(error);
+      if (group_.is_root()) {
+        spdlog::error("step {} ({}, {} requests) failed: {}", step_,
+                      attention_state_name(plan.attention_state), plan.chunks.size(), message);
+      }
       scheduler_.abort(plan);
-      for (const int64_t id : request_ids) fail(id, error.what());
+      for (const int64_t id : request_ids) fail(id, message);
       in_flight_ -= static_cast<int64_t>(request_ids.size());
       last_event_ = clock_.now();
       return;
     }
+    if (!options_.dump_outputs.empty()) dump_step_outputs(plan.num_tokens);
     const double step_end = clock_.now();
     last_event_ = step_end;
     for (const SequenceUpdate& update : scheduler_.commit(plan)) {
@@ -209,6 +268,43 @@ class ServingLoop {
         ++finished_;
         --in_flight_;
       }
+    }
+  }
+
+  // The failing ranks' messages, as the root reports them.
+  std::string step_error(const std::string& local) const {
+    if (group_.size() == 1) return local;
+    std::string message;
+    const std::vector<std::string> all = group_.gather(local);
+    for (size_t r = 0; r < all.size(); ++r) {
+      if (all[r].empty()) continue;
+      if (!message.empty()) message += "; ";
+      message += fmt::format("rank {}: {}", r, all[r]);
+    }
+    return message;
+  }
+
+  // Appends the step's outputs of every layer, [layer][token][head][dim] in
+  // the model dtype, with every rank's heads in model order, to the dump.
+  void dump_step_outputs(int64_t num_tokens) {
+    const std::vector<std::byte> all = group_.gather(step_outputs_);
+    if (!group_.is_root()) return;
+    const auto ranks = static_cast<size_t>(group_.size());
+    const size_t per_rank = step_outputs_.size();
+    const auto layers = static_cast<size_t>(model_.num_layers());
+    const size_t token_bytes = per_rank / layers / static_cast<size_t>(num_tokens);
+    for (size_t layer = 0; layer < layers; ++layer) {
+      for (size_t t = 0; t < static_cast<size_t>(num_tokens); ++t) {
+        for (size_t r = 0; r < ranks; ++r) {
+          const size_t offset =
+              r * per_rank + (layer * static_cast<size_t>(num_tokens) + t) * token_bytes;
+          dump_.write(reinterpret_cast<const char*>(all.data() + offset),
+                      static_cast<std::streamsize>(token_bytes));
+        }
+      }
+    }
+    if (!dump_) {
+      throw Error(fmt::format("cannot write the outputs to {}", options_.dump_outputs.string()));
     }
   }
 
@@ -267,13 +363,24 @@ class ServingLoop {
         SequenceSpec{0, deployment_.workload.input_len, deployment_.workload.output_len});
     r.max_concurrency_fit =
         static_cast<double>(sizing.num_blocks) / static_cast<double>(blocks_per_request);
-    r.accuracy = accuracy_.stats();
+    r.prefix_caching = deployment_.kv_cache.prefix_caching;
+    r.prefix_cache_hit_rate = scheduler_.stats().prefix_hit_rate();
+    r.preemptions = scheduler_.stats().preemptions;
+    r.blocks_in_use_at_end = blocks_.num_used();
+    if (r.blocks_in_use_at_end != 0) {
+      spdlog::error("{} KV blocks are still in use after every request finished (a leak)",
+                    r.blocks_in_use_at_end);
+    }
+    r.accuracy = group_.reduce(accuracy_.stats());
+    r.is_root = group_.is_root();
+    r.tensor_parallel_size = group_.size();
     summarize_requests(requests_, timelines_, last_event_, r);
     return r;
   }
 
   const Deployment& deployment_;
   const RunOptions options_;
+  const TensorParallelGroup group_;
   const Plugin plugin_;
   const ModelShape shape_;
   AttentionModel model_;
@@ -285,6 +392,8 @@ class ServingLoop {
   AccuracyChecker accuracy_;
   std::vector<RequestTimeline> timelines_;
   BenchmarkReport report_;
+  std::vector<std::byte> step_outputs_;  // this rank's outputs of the step, for the dump
+  std::ofstream dump_;
   EngineClock clock_;
   int64_t next_arrival_ = 0;
   int64_t in_flight_ = 0;
@@ -296,10 +405,10 @@ class ServingLoop {
 }  // namespace
 
 BenchmarkReport run_benchmark(const Deployment& deployment, const RunOptions& options) {
-  refuse_unbuilt_features(deployment);
+  const TensorParallelGroup group = join_group(deployment);
   const std::optional<Checkpoint> checkpoint = open_checkpoint(deployment);
   const Deployment resolved = with_checkpoint_model(deployment, checkpoint);
-  ServingLoop loop(resolved, options, checkpoint ? &*checkpoint : nullptr);
+  ServingLoop loop(resolved, options, checkpoint ? &*checkpoint : nullptr, group);
   return loop.run();
 }
 

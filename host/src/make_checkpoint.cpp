@@ -4,13 +4,17 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <string_view>
 
 #include "kvq_host/checkpoint.hpp"
 #include "kvq_host/errors.hpp"
+#include "kvq_host/float_codec.hpp"
 #include "kvq_host/safetensors.hpp"
 
 namespace kvq::host {
@@ -18,10 +22,6 @@ namespace {
 
 using nlohmann::ordered_json;
 
-// Content ids of the calibration texts: no workload request has them (those
-// are request ids counting from 0, and kSharedPrefixContent).
-constexpr uint64_t kCalibrationContent = 0x6B76715F63616C00ull;  // "kvq_cal\0"
-constexpr int64_t kCalibrationTexts = 8;
 // Keeps a scale of an all-zero channel usable (1 / scale stays finite in bf16).
 constexpr double kMinScale = 1e-6;
 
@@ -71,14 +71,99 @@ void check_options(const MakeCheckpointOptions& o) {
     throw Error(fmt::format("make-checkpoint: --heads ({}) must be a multiple of --kv-heads ({})",
                             o.num_heads, o.num_kv_heads));
   }
-  if (o.mode != "C8" && o.mode != "fp8") {
-    throw Error(
-        fmt::format("make-checkpoint: --mode '{}' is not built yet (built: C8, fp8)", o.mode));
+  if (o.mode != "C8" && o.mode != "fp8" && o.mode != "FAKQuant" && o.mode != "INT8_DYNAMIC") {
+    throw Error(fmt::format(
+        "make-checkpoint: unknown --mode '{}' (C8, fp8, FAKQuant, INT8_DYNAMIC)", o.mode));
   }
   in_range("--calibration-tokens", o.calibration_tokens, int64_t{1} << 24);
   if (o.asymmetric && o.mode != "C8") {
     throw Error("make-checkpoint: --asymmetric applies to --mode C8 only");
   }
+  // The MLA latent and the indexer keys are one KV head (spec/ascend.md §7, §8).
+  if ((o.mode == "FAKQuant" || o.mode == "INT8_DYNAMIC") && o.num_kv_heads != 1) {
+    throw Error(fmt::format(
+        "make-checkpoint: --mode {} needs --kv-heads 1 (one latent / indexer key head), got {}",
+        o.mode, o.num_kv_heads));
+  }
+  if (o.mode == "FAKQuant") {
+    in_range("--kv-lora-rank", o.kv_lora_rank, 4096);
+    if (o.qk_rope_head_dim < 0 || o.qk_rope_head_dim > 4096) {
+      throw Error(fmt::format("make-checkpoint: --qk-rope-head-dim is {}; expected 0..4096",
+                              o.qk_rope_head_dim));
+    }
+    if (o.head_size != o.kv_lora_rank + o.qk_rope_head_dim) {
+      throw Error(fmt::format(
+          "make-checkpoint: --mode FAKQuant needs --head-size = --kv-lora-rank + "
+          "--qk-rope-head-dim = {} + {} = {}, got {}",
+          o.kv_lora_rank, o.qk_rope_head_dim, o.kv_lora_rank + o.qk_rope_head_dim, o.head_size));
+    }
+  }
+  if (o.mode == "INT8_DYNAMIC") {
+    if ((o.head_size & (o.head_size - 1)) != 0) {
+      throw Error(fmt::format(
+          "make-checkpoint: --mode INT8_DYNAMIC needs a power-of-two --head-size (the indexer's "
+          "index_head_dim, rotated by a Hadamard matrix), got {}",
+          o.head_size));
+    }
+    in_range("--index-topk", o.index_topk, int64_t{1} << 24);
+  }
+}
+
+// `values` in `dtype` (KVQ_DTYPE_BF16/F16/F32, round to nearest even).
+NamedTensor model_dtype_tensor(std::string name, std::vector<int64_t> shape, int32_t dtype,
+                               const std::vector<float>& values) {
+  NamedTensor t{std::move(name), dtype, std::move(shape), {}};
+  t.bytes.resize(values.size() * static_cast<size_t>(abi_dtype_size(dtype)));
+  encode_floats(dtype, values, t.bytes.data());
+  return t;
+}
+
+NamedTensor zero_i8_tensor(std::string name, std::vector<int64_t> shape, int64_t count) {
+  return NamedTensor{std::move(name), KVQ_DTYPE_I8, std::move(shape),
+                     std::vector<std::byte>(static_cast<size_t>(count), std::byte{0})};
+}
+
+// FAKQuant: fa_q/fa_k/fa_v scales (model dtype) and zero offsets per layer.
+void add_fakquant_layer(const MakeCheckpointOptions& o, const ActivationGenerator& generator,
+                        int64_t layer, ordered_json& description,
+                        std::vector<NamedTensor>& tensors) {
+  const FakQuantScales scales = calibrate_fakquant(generator, layer, o.calibration_tokens);
+  const int32_t dtype = abi_dtype(o.dtype);
+  for (const char* prefix : {"fa_q", "fa_k", "fa_v"}) {
+    const bool is_q = std::string_view(prefix) == "fa_q";
+    const int64_t rows = is_q ? o.num_heads : 1;
+    const std::string base = fmt::format("{}.{}.", attention_layer_prefix(layer), prefix);
+    tensors.push_back(model_dtype_tensor(base + "scale", {rows, 1}, dtype,
+                                         is_q ? scales.q_scale : std::vector{scales.k_scale}));
+    tensors.push_back(zero_i8_tensor(base + "offset", {rows, 1}, rows));
+    description[base + "scale"] = "FAQuant";
+    description[base + "offset"] = "FAQuant";
+  }
+}
+
+// INT8_DYNAMIC: the indexer's per-layer quant type and its two rotations.
+void add_indexer_layer(const MakeCheckpointOptions& o, int64_t layer, ordered_json& description,
+                       std::vector<NamedTensor>& tensors) {
+  const std::string base = attention_layer_prefix(layer) + ".indexer.";
+  description[base + "quant_type"] = "INT8_DYNAMIC";
+  const std::vector<float> rotation = indexer_rotation(o.seed, layer, o.head_size);
+  for (const char* name : {"q_rot", "k_rot"}) {
+    tensors.push_back(NamedTensor::f32(base + name, {o.head_size, o.head_size}, rotation));
+    description[base + name] = "FLOAT";
+  }
+}
+
+std::string calibration_text(const MakeCheckpointOptions& o) {
+  if (o.mode == "INT8_DYNAMIC") {
+    return fmt::format("none (dynamic int8); rotations: seeded random Hadamard (seed {})", o.seed);
+  }
+  const std::string method = o.mode == "fp8"        ? "max|x|/448 per tensor"
+                             : o.mode == "FAKQuant" ? "max|latent|/127 per layer, max|q_nope|/127 "
+                                                      "per head"
+                             : o.asymmetric         ? "asymmetric per channel"
+                                                    : "symmetric per channel max|x|/127";
+  return fmt::format("{} tokens of the activation generator (seed {}), {}", o.calibration_tokens,
+                     o.seed, method);
 }
 
 }  // namespace
@@ -127,6 +212,52 @@ float calibrate_fp8(const ActivationGenerator& generator, Projection projection,
   return static_cast<float>(std::max(amax / 448.0, kMinScale));
 }
 
+FakQuantScales calibrate_fakquant(const ActivationGenerator& generator, int64_t layer,
+                                  int64_t calibration_tokens) {
+  const ActivationShape& shape = generator.shape();
+  const int64_t lora = shape.head_size_v;
+  if (shape.num_kv_heads != 1 || lora >= shape.head_size) {
+    throw Error("calibrate_fakquant: the generator needs one KV head and head_size_v < head_size");
+  }
+  double latent_max = 0.0;
+  for_each_calibration_token(generator, Projection::kValue, layer, calibration_tokens,
+                             [&](const std::vector<float>& latent) {
+                               for (const float v : latent)
+                                 latent_max = std::max(latent_max, std::abs(double{v}));
+                             });
+  std::vector<double> query_max(static_cast<size_t>(shape.num_heads), 0.0);
+  for_each_calibration_token(
+      generator, Projection::kQuery, layer, calibration_tokens, [&](const std::vector<float>& q) {
+        for (int64_t h = 0; h < shape.num_heads; ++h) {
+          const float* q_nope = q.data() + h * shape.head_size;  // channels [0, L) of head h
+          double& m = query_max[static_cast<size_t>(h)];
+          for (int64_t c = 0; c < lora; ++c) m = std::max(m, std::abs(double{q_nope[c]}));
+        }
+      });
+  FakQuantScales out;
+  out.k_scale = static_cast<float>(std::max(latent_max / 127.0, kMinScale));
+  for (const double m : query_max)
+    out.q_scale.push_back(static_cast<float>(std::max(m / 127.0, kMinScale)));
+  return out;
+}
+
+std::vector<float> indexer_rotation(uint64_t seed, int64_t layer, int64_t dim) {
+  if (dim < 1 || (dim & (dim - 1)) != 0) {
+    throw Error(fmt::format("indexer_rotation: dimension {} is not a power of two", dim));
+  }
+  std::mt19937_64 bits(seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(layer + 1)));
+  const double norm = 1.0 / std::sqrt(static_cast<double>(dim));
+  std::vector<float> r(static_cast<size_t>(dim * dim));
+  for (int64_t i = 0; i < dim; ++i) {
+    const double sign = (bits() >> 63) != 0 ? -1.0 : 1.0;
+    for (int64_t j = 0; j < dim; ++j) {
+      const double h = (std::popcount(static_cast<uint64_t>(i & j)) % 2) != 0 ? -1.0 : 1.0;
+      r[static_cast<size_t>(i * dim + j)] = static_cast<float>(sign * h * norm);
+    }
+  }
+  return r;
+}
+
 int8_t c8_quantize_reference(double x, double scale, double offset) {
   const double t = std::nearbyint(x / scale + offset);  // ties to even (default rounding mode)
   return static_cast<int8_t>(std::clamp(t, -128.0, 127.0));
@@ -153,8 +284,10 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
     }
   }
 
+  // FAKQuant: V of the one latent KV head is the latent (kv_lora_rank wide).
   const ActivationGenerator generator(
-      o.seed, ActivationShape{o.num_layers, o.num_heads, o.num_kv_heads, o.head_size, 0});
+      o.seed, ActivationShape{o.num_layers, o.num_heads, o.num_kv_heads, o.head_size,
+                              o.mode == "FAKQuant" ? o.kv_lora_rank : 0});
   const int64_t channels = o.num_kv_heads * o.head_size;
 
   ordered_json config = {
@@ -168,6 +301,14 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
       {"torch_dtype", hf_dtype_name(o.dtype)},
       {"kvq_activation_seed", o.seed},
   };
+  if (o.mode == "FAKQuant") {
+    config["kv_lora_rank"] = o.kv_lora_rank;
+    config["qk_rope_head_dim"] = o.qk_rope_head_dim;
+  } else if (o.mode == "INT8_DYNAMIC") {
+    config["index_head_dim"] = o.head_size;
+    config["index_n_heads"] = o.num_heads;
+    config["index_topk"] = o.index_topk;
+  }
   ordered_json description;
   std::vector<NamedTensor> tensors;
   if (o.mode == "C8") {
@@ -183,6 +324,19 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
         description[base + "kv_cache_scale"] = "C8";
         description[base + "kv_cache_offset"] = "C8";
       }
+    }
+  } else if (o.mode == "FAKQuant") {
+    description = {
+        {"model_quant_type", "W8A8"}, {"version", "1.0.0"}, {"fa_quant_type", "FAKQuant"}};
+    for (int64_t layer = 0; layer < o.num_layers; ++layer) {
+      add_fakquant_layer(o, generator, layer, description, tensors);
+    }
+  } else if (o.mode == "INT8_DYNAMIC") {
+    description = {{"model_quant_type", "W8A8_DYNAMIC"},
+                   {"version", "1.0.0"},
+                   {"indexer_quant_type", "INT8_DYNAMIC"}};
+    for (int64_t layer = 0; layer < o.num_layers; ++layer) {
+      add_indexer_layer(o, layer, description, tensors);
     }
   } else {
     description = {
@@ -200,13 +354,7 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
   write_json(out_dir / kCheckpointConfigFile, config);
   write_json(out_dir / kQuantDescriptionFile, description);
   const std::map<std::string, std::string> metadata = {
-      {"format", "pt"},
-      {"kvq_mode", o.mode},
-      {"kvq_calibration", fmt::format("{} tokens of the activation generator (seed {}), {}",
-                                      o.calibration_tokens, o.seed,
-                                      o.mode == "fp8" ? "max|x|/448 per tensor"
-                                      : o.asymmetric  ? "asymmetric per channel"
-                                                      : "symmetric per channel max|x|/127")}};
+      {"format", "pt"}, {"kvq_mode", o.mode}, {"kvq_calibration", calibration_text(o)}};
   write_safetensors(out_dir / "model.safetensors", tensors, metadata);
   spdlog::info(
       "wrote {} checkpoint to {}: {} layers, {} heads, {} KV heads, head size {}, {} "

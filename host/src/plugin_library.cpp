@@ -17,7 +17,10 @@ namespace {
 // KVQ_API_HAS where they are called.
 constexpr uint64_t kApiV1_0Size = KVQ_STRUCT_SIZE(kvq_plugin_api, process_weights);
 
-void check_is_regular_file(const std::filesystem::path& path) {
+// The file dlopen will map must be a regular file that only its owner (and
+// group) can change: code loaded into the engine's process runs with the
+// engine's rights, so a library anyone may overwrite is an open door.
+void check_is_safe_regular_file(const std::filesystem::path& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (ec || !std::filesystem::exists(status)) {
@@ -25,6 +28,16 @@ void check_is_regular_file(const std::filesystem::path& path) {
   }
   if (std::filesystem::is_directory(status)) {
     throw Error(fmt::format("plugin {}: is a directory, not a plugin library", path.string()));
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    throw Error(fmt::format("plugin {}: not a regular file", path.string()));
+  }
+  if ((status.permissions() & std::filesystem::perms::others_write) !=
+      std::filesystem::perms::none) {
+    throw Error(fmt::format(
+        "plugin {}: refusing a world-writable plugin library (anyone could replace the code "
+        "this process runs); remove the write bit for others (chmod o-w)",
+        path.string()));
   }
 }
 
@@ -38,7 +51,7 @@ void require_function(const std::filesystem::path& path, bool present, const cha
 }  // namespace
 
 PluginLibrary open_plugin_library(const std::filesystem::path& path) {
-  check_is_regular_file(path);
+  check_is_safe_regular_file(path);
 
   // RTLD_NOW: resolve every symbol up front, so a plugin with a missing
   // dependency fails here with a clear dlerror instead of in the middle of a

@@ -81,6 +81,11 @@ void print_report(const BenchmarkReport& r, std::ostream& out) {
   row(out, "Tokens that fit:", r.kv_tokens_fit);
   row(out, "Max concurrency (full requests):", r.max_concurrency_fit);
   row(out, "Peak blocks used:", r.peak_blocks_used);
+  row(out, "Prefix cache hit rate (%):",
+      r.prefix_caching ? fmt::format("{:.2f}", 100.0 * r.prefix_cache_hit_rate)
+                       : std::string("off"));
+  row(out, "Preemptions (recompute):", r.preemptions);
+  if (r.blocks_in_use_at_end != 0) row(out, "Blocks still in use (leak):", r.blocks_in_use_at_end);
 
   rule(out, "Accuracy vs float64 reference", '-');
   row(out, "Sampled steps (layer 0):", r.accuracy.sampled_steps);
@@ -96,6 +101,7 @@ void print_report(const BenchmarkReport& r, std::ostream& out) {
       "Plugin:", fmt::format("{} {} (ABI {})", r.plugin_name, r.plugin_version, r.abi_version));
   row(out, "Backend:",
       r.layer_impl.empty() ? r.backend : fmt::format("{} ({})", r.backend, r.layer_impl));
+  if (r.tensor_parallel_size > 1) row(out, "Tensor parallel ranks:", r.tensor_parallel_size);
   row(out, "Steps:", r.num_steps);
   for (const auto& [state, count] : r.steps_by_attention_state) {
     row(out, fmt::format("  {} steps:", state), count);
@@ -135,6 +141,7 @@ std::string report_json_text(const BenchmarkReport& r) {
         {"head_size", r.head_size},
         {"dtype", r.model_dtype}}},
       {"threads", r.threads},
+      {"tensor_parallel_size", r.tensor_parallel_size},
       {"request_rate", r.request_rate},
       {"max_concurrency", r.max_concurrency},
       {"completed", r.completed},
@@ -161,7 +168,11 @@ std::string report_json_text(const BenchmarkReport& r) {
         {"tokens_fit", r.kv_tokens_fit},
         {"size_gib", r.kv_cache_gib},
         {"peak_blocks_used", r.peak_blocks_used},
-        {"max_concurrency", r.max_concurrency_fit}}},
+        {"max_concurrency", r.max_concurrency_fit},
+        {"prefix_caching", r.prefix_caching},
+        {"prefix_cache_hit_rate", r.prefix_cache_hit_rate},
+        {"blocks_in_use_at_end", r.blocks_in_use_at_end}}},
+      {"preemptions", r.preemptions},
       {"accuracy",
        {{"sampled_steps", r.accuracy.sampled_steps},
         {"sampled_rows", r.accuracy.sampled_rows},

@@ -444,11 +444,29 @@ std::string safetensors_bytes(const std::vector<NamedTensor>& tensors,
 void write_safetensors(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   const std::string bytes = safetensors_bytes(tensors, metadata);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(fmt::format("safetensors file {}: cannot create it", path.string()));
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out) throw Error(fmt::format("safetensors file {}: writing failed", path.string()));
+  // Written next to the target and renamed over it, so a reader never sees a
+  // half-written file and a failed write leaves the old file (or none).
+  std::filesystem::path temp = path;
+  temp += fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(fmt::format("safetensors file {}: cannot create it", path.string()));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(temp, ignored);
+      throw Error(fmt::format("safetensors file {}: writing failed", path.string()));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    throw Error(
+        fmt::format("safetensors file {}: cannot replace it: {}", path.string(), ec.message()));
+  }
 }
 
 }  // namespace kvq::host

@@ -60,18 +60,20 @@ void StepBatch::prepare(const StepPlan& plan, const std::vector<RequestSpec>& re
 
 void StepBatch::generate(const ActivationGenerator& generator, int64_t layer) {
   const int64_t element = query_.element_size();
-  auto fill = [&](HostTensor& tensor, Projection projection) {
+  // This rank's heads of every token (all heads without tensor parallelism).
+  auto fill = [&](HostTensor& tensor, Projection projection, int64_t heads, int64_t first_head) {
     auto* base = static_cast<std::byte*>(tensor.data());
-    const int64_t row = generator.heads(projection) * generator.width(projection);
+    const int64_t row = heads * generator.width(projection);
     scratch_.resize(static_cast<size_t>(row));
     for (size_t t = 0; t < tokens_.size(); ++t) {
-      generator.fill_token(projection, tokens_[t].content, tokens_[t].position, layer, scratch_);
+      generator.fill_token(projection, tokens_[t].content, tokens_[t].position, layer, scratch_,
+                           first_head);
       encode_floats(shape_.dtype, scratch_, base + static_cast<int64_t>(t) * row * element);
     }
   };
-  fill(query_, Projection::kQuery);
-  fill(key_, Projection::kKey);
-  fill(value_, Projection::kValue);
+  fill(query_, Projection::kQuery, shape_.num_heads, shape_.first_head());
+  fill(key_, Projection::kKey, shape_.num_kv_heads, shape_.first_kv_head());
+  fill(value_, Projection::kValue, shape_.num_kv_heads, shape_.first_kv_head());
 }
 
 kvq_cache_write_args StepBatch::cache_write_args(const kvq_tensor& kv_cache) const {

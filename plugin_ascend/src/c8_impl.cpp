@@ -67,35 +67,13 @@ void declare_antiquant(sdk::Layer& layer, const char* name, const std::vector<fl
   layer.declare(std::move(p));
 }
 
-// Reads the int8 paged cache through the block table, dequantizing per channel.
-class C8CacheSource final : public sdk::KvSource {
- public:
-  C8CacheSource(const sdk::ForwardBatch& b, const C8Channels& k, const C8Channels& v)
-      : b_(b), k_(k), v_(v) {}
-  void load(int64_t seq, int64_t first, int64_t n, int64_t head, float* k,
-            float* v) const override {
-    const kvq_cache_geometry& g = b_.cache.geometry();
-    const int64_t bs = g.block_size, d = g.head_size, dv = g.head_size_v;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t j = first + i, block = b_.block(seq, j / bs);
-      const auto* kr = reinterpret_cast<const int8_t*>(b_.cache.row(block, 0, j % bs, head));
-      const auto* vr = reinterpret_cast<const int8_t*>(b_.cache.row(block, 1, j % bs, head));
-      for (int64_t c = 0; c < d; ++c) {
-        const size_t ch = static_cast<size_t>(head * d + c);
-        k[i * d + c] = c8_dequantize(kr[c], k_.offset[ch], k_.scale[ch]);
-      }
-      for (int64_t c = 0; c < dv; ++c) {
-        const size_t ch = static_cast<size_t>(head * dv + c);
-        v[i * dv + c] = c8_dequantize(vr[c], v_.offset[ch], v_.scale[ch]);
-      }
-    }
-  }
-
- private:
-  const sdk::ForwardBatch& b_;
-  const C8Channels& k_;
-  const C8Channels& v_;
-};
+// The int8 paged cache read in place by the SDK kernels, which dequantize
+// each element as c8_dequantize does (bf16 rounding after each step).
+sdk::PagedKvSource cache_source(const sdk::ForwardBatch& b, const C8Channels& k,
+                                const C8Channels& v) {
+  return sdk::PagedKvSource(
+      b, sdk::ChannelVectors{k.offset.data(), k.scale.data(), v.offset.data(), v.scale.data()});
+}
 
 // Per sequence: decodes (and prefills with context) read the cache; in
 // ChunkedPrefill, when no prefill has prior context, prefills read the
@@ -232,7 +210,7 @@ void C8Impl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
                          o);  // float K/V, no quantization error
     return;
   }
-  const C8CacheSource cache(b, k_, v_);
+  const sdk::PagedKvSource cache = cache_source(b, k_, v_);
   if (b.state == KVQ_ATTN_CHUNKED_PREFILL && b.key.present()) {
     bool prefill_context = false;
     for (const auto& s : b.seqs)

@@ -7,6 +7,7 @@
 #include "kvq_sdk/plugin.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -187,7 +188,8 @@ void check_layer_config(const LayerConfig& c) {
     fail(KVQ_ERR_INVALID_ARGUMENT, "block_size {} must be in 1..65536", c.block_size);
   if (c.sliding_window < 0)
     fail(KVQ_ERR_INVALID_ARGUMENT, "sliding_window {} < 0", c.sliding_window);
-  if (!(c.softcap >= 0.0) || !(c.softmax_scale >= 0.0))
+  if (!std::isfinite(c.softcap) || c.softcap < 0.0 || !std::isfinite(c.softmax_scale) ||
+      c.softmax_scale < 0.0)
     fail(KVQ_ERR_INVALID_ARGUMENT, "softcap and softmax_scale must be finite and >= 0");
   if (c.tp_size < 1 || c.tp_rank < 0 || c.tp_rank >= c.tp_size)
     fail(KVQ_ERR_INVALID_ARGUMENT, "tp_rank {} is outside 0..tp_size-1 (tp_size {})", c.tp_rank,

@@ -30,6 +30,7 @@ struct ItemRows {
   float* acc = nullptr;                  // [rows][dv] running P·V
   RowFormat format;                      // how the tile's rows are stored
   float k_scale = 1.0f, v_scale = 1.0f;  // per-tensor scales (not per-token-head)
+  ChannelVectors channels;               // this KV head's (per_channel formats)
 };
 
 // n <= kKeyTile keys at absolute positions [first, first + n).

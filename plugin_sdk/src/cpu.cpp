@@ -2,6 +2,10 @@
 
 #include "attention_kernels.hpp"
 
+#if defined(KVQ_X86_KERNELS)
+#include <cpuid.h>
+#endif
+
 #include <cstdlib>
 #include <cstring>
 
@@ -36,13 +40,23 @@ const char* simd_level_name(SimdLevel level) {
   return "portable";
 }
 
+#if defined(KVQ_X86_KERNELS)
+namespace {
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does
+// not know "f16c", and the fuzz build compiles the SDK with clang.
+bool has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+}  // namespace
+#endif
+
 bool simd_level_supported(SimdLevel level) {
   if (level == SimdLevel::kPortable) return true;
 #if defined(KVQ_X86_KERNELS)
   // __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state.
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   if (level == SimdLevel::kAvx2) return avx2;
   return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");

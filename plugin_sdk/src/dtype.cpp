@@ -194,6 +194,31 @@ float load_float(int32_t dtype, const void* p) {
   }
 }
 
+void load_floats(int32_t dtype, const void* p, int64_t step, int64_t n, float* out) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  if (dtype == KVQ_DTYPE_BF16 && step == 2) {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, b + 2 * i, 2);
+      out[i] = bf16_to_float(h);
+    }
+  } else if (dtype == KVQ_DTYPE_F32 && step == 4) {
+    std::memcpy(out, b, static_cast<size_t>(n) * 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, b + i * step);
+  }
+}
+
+bool all_finite(const float* x, int64_t n) {
+  uint32_t bad = 0;  // no early exit, so the loop vectorizes
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    bad |= static_cast<uint32_t>((u & 0x7F800000u) == 0x7F800000u);
+  }
+  return bad == 0;
+}
+
 void store_float(int32_t dtype, void* p, float v) {
   switch (dtype) {
     case KVQ_DTYPE_F32: std::memcpy(p, &v, 4); return;

@@ -115,10 +115,16 @@ int32_t encoding_dtype(RowEncoding e) {
 }
 
 // Scalar decode of a RowFormat row (load(), for sources that wrap this one).
-void decode_format(const RowFormat& f, const unsigned char* row, int64_t n, float scale,
-                   float* out) {
+// offset / channel_scale: the KV head's channel vectors (per_channel only).
+void decode_format(const RowFormat& f, const unsigned char* row, int64_t n, float scale, float* out,
+                   const float* offset = nullptr, const float* channel_scale = nullptr) {
   const int32_t dt = encoding_dtype(f.encoding);
   const int64_t es = dtype_size(dt);
+  if (f.per_channel) {
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = round_bf16(round_bf16(load_float(dt, row + i) - offset[i]) * channel_scale[i]);
+    return;
+  }
   if (f.per_token_head) std::memcpy(&scale, row + n * es, 4);
   for (int64_t i = 0; i < n; ++i) {
     const float x = load_float(dt, row + i * es) * scale;
@@ -146,6 +152,17 @@ PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowFormat format,
       k_scales_(std::move(k_scales)),
       v_scales_(std::move(v_scales)) {
   check_scales(batch, k_scales_, v_scales_);
+}
+
+PagedKvSource::PagedKvSource(const ForwardBatch& batch, ChannelVectors channels)
+    : batch_(batch),
+      direct_(true),
+      format_{RowEncoding::kI8, false, KVQ_DTYPE_BF16, true},
+      k_scales_{1.0f},
+      v_scales_{1.0f},
+      channels_(channels) {
+  if (batch.cache.geometry().element_dtype != KVQ_DTYPE_I8)
+    fail(KVQ_ERR_INTERNAL, "per-channel rows need an int8 cache");
 }
 
 PagedKvSource::PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
@@ -177,8 +194,9 @@ void PagedKvSource::load(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
     const unsigned char* kr = c.row(block, 0, slot, kv_head);
     const unsigned char* vr = c.row(block, 1, slot, kv_head);
     if (direct_) {
-      decode_format(format_, kr, d, ks, k + i * d);
-      decode_format(format_, vr, dv, vs, v + i * dv);
+      const ChannelVectors ch = channels(kv_head);
+      decode_format(format_, kr, d, ks, k + i * d, ch.k_offset, ch.k_scale);
+      decode_format(format_, vr, dv, vs, v + i * dv, ch.v_offset, ch.v_scale);
     } else {
       decode_k_(kr, d, ks, k + i * d);
       decode_v_(vr, dv, vs, v + i * dv);
@@ -193,6 +211,13 @@ bool PagedKvSource::direct(int64_t kv_head, RowFormat* format, float* k_scale_ou
   *k_scale_out = k_scale(kv_head);
   *v_scale_out = v_scale(kv_head);
   return true;
+}
+
+ChannelVectors PagedKvSource::channels(int64_t kv_head) const {
+  if (!format_.per_channel) return {};
+  const int64_t d = batch_.cache.geometry().head_size, dv = batch_.cache.geometry().head_size_v;
+  return {channels_.k_offset + kv_head * d, channels_.k_scale + kv_head * d,
+          channels_.v_offset + kv_head * dv, channels_.v_scale + kv_head * dv};
 }
 
 void PagedKvSource::rows(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
@@ -393,6 +418,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
         std::fill(ir.acc, ir.acc + rows * dv, 0.0f);
         // Direct sources hand over their rows; others decode float tiles.
         hs.direct = kv.direct(w.kv_head, &ir.format, &ir.k_scale, &ir.v_scale);
+        ir.channels =
+            hs.direct && ir.format.per_channel ? kv.channels(w.kv_head) : ChannelVectors{};
         if (hs.direct && w.k_begin < w.k_end)
           kv.rows(w.seq, w.k_begin, std::min(kKeyTile, w.k_end - w.k_begin), w.kv_head, hs.krows[0],
                   hs.vrows[0]);

@@ -4,6 +4,7 @@
 #include "kvq_sdk/dtype.hpp"
 #include "kvq_sdk/error.hpp"
 
+#include <cstdint>
 #include <limits>
 
 namespace kvq::sdk {
@@ -18,6 +19,11 @@ TensorView::TensorView(const kvq_tensor* t, const char* what, bool need_data) : 
   if (d.ndim < 0 || d.ndim > KVQ_MAX_DIMS)
     fail(KVQ_ERR_INVALID_ARGUMENT, "{}: ndim {} is outside 0..{}", what, d.ndim, KVQ_MAX_DIMS);
   if (need_data && d.data == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: data is NULL", what);
+  // Kernels load whole elements: a misaligned pointer is undefined behaviour
+  // (and a fault on some targets), so it is refused like any malformed input.
+  if (reinterpret_cast<uintptr_t>(d.data) % static_cast<uintptr_t>(elem_bytes_) != 0)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: data is not aligned to its {}-byte elements", what,
+         elem_bytes_);
   // Reject shapes whose byte span would overflow: every index must be addressable.
   int64_t span = 1;
   for (int i = 0; i < d.ndim; ++i) {

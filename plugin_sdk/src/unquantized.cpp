@@ -4,6 +4,8 @@
 #include "kvq_sdk/error.hpp"
 #include "kvq_sdk/paged_attention.hpp"
 
+#include <cstring>
+
 namespace kvq::sdk {
 
 std::vector<ModeDefinition> unquantized_modes() {
@@ -42,6 +44,13 @@ void UnquantizedImpl::cache_write(Layer& layer, const WriteBatch& b) {
       unsigned char* vrow = b.cache.row(slot / bs, 1, slot % bs, h);
       const unsigned char* k = b.key.at({t, h, 0});
       const unsigned char* v = b.value.at({t, h, 0});
+      // Same dtype, contiguous rows (the usual case): a copy stores the same
+      // values (only a signaling NaN's payload is not quieted).
+      if (cache_dtype_ == c.model_dtype && b.key.stride(2) == 1 && b.value.stride(2) == 1) {
+        std::memcpy(krow, k, static_cast<size_t>(c.head_size * es));
+        std::memcpy(vrow, v, static_cast<size_t>(c.head_size_v * es));
+        continue;
+      }
       for (int64_t d = 0; d < c.head_size; ++d)
         store_float(cache_dtype_, krow + d * es,
                     load_float(c.model_dtype, k + d * b.key.stride(2) * in_es));

@@ -6,6 +6,7 @@
 
 namespace kvq::triton {
 
+// Inputs must be finite (cache_write refuses NaN/Inf before quantizing).
 // scale = max(absmax / 127, 1e-6); q = clamp(rne(x * (1 / scale)), -128, 127).
 void quantize_row_int8(const float* x, int64_t n, unsigned char* row);
 // scale = max(absmax / 448, 1e-6); q = e4m3(clamp(x * (1 / scale), ±448)).

@@ -17,8 +17,7 @@ namespace {
 // Reads (token, head) rows of key or value as floats.
 void read_row(const sdk::TensorView& t, int64_t token, int64_t head, int64_t n, float* out) {
   const unsigned char* p = t.at({token, head, 0});
-  const int64_t step = t.stride(2) * sdk::dtype_size(t.dtype());
-  for (int64_t i = 0; i < n; ++i) out[i] = sdk::load_float(t.dtype(), p + i * step);
+  sdk::load_floats(t.dtype(), p, t.stride(2) * sdk::dtype_size(t.dtype()), n, out);
 }
 
 float absmax_of(const sdk::TensorView& t, const std::vector<int64_t>& slots, int64_t heads,
@@ -89,11 +88,13 @@ void QuantizedImpl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
     for (int64_t h = 0; h < hkv; ++h) {
       read_row(b.key, static_cast<int64_t>(i), h, d, krow.data());
       read_row(b.value, static_cast<int64_t>(i), h, dv, vrow.data());
-      for (const auto* row : {&krow, &vrow})
+      for (const auto* row : {&krow, &vrow}) {
+        if (sdk::all_finite(row->data(), static_cast<int64_t>(row->size()))) continue;
         for (float x : *row)
           if (!std::isfinite(x))
             sdk::fail(KVQ_ERR_NON_FINITE, "{} of token {} head {} is {}; nothing written",
                       row == &krow ? "key" : "value", i, h, x);
+      }
     }
   }
   if (mode_ == KvMode::kFp8PerTensor) {

@@ -24,8 +24,7 @@ std::vector<std::byte> step_bytes(uint64_t seed) {
   StepBatch batch(shape);
   const std::vector<RequestSpec> requests = {{0, 20, 4, 0, 0.0}, {1, 12, 4, 0, 0.0}};
   StepPlan plan;
-  plan.chunks = {ScheduledChunk{0, 0, 20, 20, false, {0, 1}},
-                 ScheduledChunk{1, 0, 12, 12, false, {2}}};
+  plan.chunks = {ScheduledChunk{0, 0, 20, false, {0, 1}}, ScheduledChunk{1, 0, 12, false, {2}}};
   plan.num_tokens = 32;
   plan.attention_state = KVQ_ATTN_PREFILL_NO_CACHE;
   batch.prepare(plan, requests, 16);

@@ -865,16 +865,5 @@ TEST(MakeCheckpointEndToEnd, TheShippedC8DeploymentRunsOnAMadeCheckpoint) {
   EXPECT_GT(report.accuracy.cosine(), 0.99);
 }
 
-TEST(MakeCheckpointEndToEnd, UnbuiltModesSaySo) {
-  const ScratchDir dir;
-  const auto result = testing::run_process(
-      {KVQ_TEST_KVQ_EXE, "make-checkpoint", (dir.path() / "x").string(), "--mode", "FAKQuant"});
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_THAT(result.err, AllOf(HasSubstr("--mode FAKQuant: not built yet")));
-  const auto usage = testing::run_process(
-      {KVQ_TEST_KVQ_EXE, "make-checkpoint", (dir.path() / "x").string(), "--mode", "C4"});
-  EXPECT_EQ(usage.exit_code, 2);
-}
-
 }  // namespace
 }  // namespace kvq::host

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <kvq_abi.h>
 
+#include <map>
+
 #include "kvq_host/block_allocator.hpp"
 #include "kvq_host/errors.hpp"
 
@@ -21,9 +23,10 @@ TEST(BlockAllocatorTest, HandsOutLowIdsFirstAndTracksThePeak) {
   EXPECT_EQ(blocks.num_free(), 3);
   EXPECT_EQ(blocks.peak_used(), 2);
   EXPECT_THROW(blocks.release(first), Error);  // double free is caught
-  EXPECT_EQ(blocks.allocate(), 0);
+  // A released block goes to the back of the free queue.
   EXPECT_EQ(blocks.allocate(), 2);
   EXPECT_EQ(blocks.allocate(), 3);
+  EXPECT_EQ(blocks.allocate(), 0);
   EXPECT_EQ(blocks.allocate(), std::nullopt);
 }
 
@@ -73,7 +76,8 @@ TEST(SchedulerTest, ChunkedPrefillMixesDecodesFirst) {
   const StepPlan first = scheduler.schedule();  // 40 of request 0, 24 of request 1
   ASSERT_EQ(first.chunks.size(), 2u);
   EXPECT_EQ(first.chunks[1].num_tokens, 24);
-  EXPECT_EQ(first.attention_state, KVQ_ATTN_CHUNKED_PREFILL);
+  // Both start at 0 (vllm-ascend: seq_lens == scheduled tokens).
+  EXPECT_EQ(first.attention_state, KVQ_ATTN_PREFILL_NO_CACHE);
   scheduler.commit(first);
   const StepPlan second = scheduler.schedule();  // decode of 0, then 63 of request 1
   ASSERT_EQ(second.chunks.size(), 2u);
@@ -158,6 +162,127 @@ TEST(SchedulerTest, AbortFreesTheStepsBlocks) {
   scheduler.abort(plan);
   EXPECT_EQ(blocks.num_used(), 0);
   EXPECT_TRUE(scheduler.idle());
+}
+
+TEST(BlockAllocatorTest, ReferenceCountsAndThePrefixCache) {
+  BlockAllocator blocks(3);
+  const int32_t a = *blocks.allocate();
+  const int32_t b = *blocks.allocate();
+  blocks.register_hash(a, 111);
+  blocks.register_hash(b, 111);  // the hash keeps its first block
+  EXPECT_EQ(blocks.lookup(111), a);
+  EXPECT_EQ(blocks.num_cached(), 1);
+  blocks.retain(a);  // a second sequence shares it
+  EXPECT_EQ(blocks.ref_count(a), 2);
+  const std::vector<int32_t> both = {a, b};
+  blocks.release(both);
+  EXPECT_EQ(blocks.ref_count(a), 1);
+  EXPECT_EQ(blocks.num_free(), 2);  // b and the never-used block 2
+  const std::vector<int32_t> just_a = {a};
+  blocks.release(just_a);
+  EXPECT_EQ(blocks.num_used(), 0);
+  EXPECT_EQ(blocks.lookup(111), a);  // free, but still a hit
+  blocks.retain(a);                  // revived from the free queue
+  EXPECT_EQ(blocks.num_free(), 2);
+  blocks.release(just_a);
+  // The free queue hands out the least recently freed first: 2, b, then a,
+  // whose reuse evicts its prefix.
+  EXPECT_EQ(blocks.allocate(), 2);
+  EXPECT_EQ(blocks.allocate(), b);
+  EXPECT_EQ(blocks.lookup(111), a);
+  EXPECT_EQ(blocks.allocate(), a);
+  EXPECT_EQ(blocks.lookup(111), std::nullopt);
+  EXPECT_EQ(blocks.num_cached(), 0);
+  EXPECT_THROW(blocks.retain(7), Error);
+  EXPECT_THROW(blocks.register_hash(-1, 5), Error);
+}
+
+// Requests 0 and 1 share a 40-token prefix (2.5 blocks of 16).
+SequenceSpec with_prefix(int64_t id, int64_t prompt_len, int64_t output_len) {
+  return SequenceSpec{id, prompt_len, output_len,
+                      TokenContent{static_cast<uint64_t>(id), kSharedPrefixContent, 40}};
+}
+
+TEST(SchedulerTest, PrefixCacheHitsSkipTheSharedFullBlocks) {
+  for (const bool chunked : {false, true}) {
+    BlockAllocator blocks(32);
+    Scheduler scheduler(SchedulerConfig{16, 8, 512, chunked, true}, blocks);
+    ASSERT_EQ(scheduler.add(with_prefix(0, 60, 3)), "");
+    const StepPlan first = scheduler.schedule();
+    ASSERT_EQ(first.chunks.size(), 1u);
+    scheduler.commit(first);  // 60 tokens: blocks 0..2 full and registered
+    ASSERT_EQ(scheduler.add(with_prefix(1, 70, 3)), "");
+    const StepPlan second = scheduler.schedule();
+    ASSERT_EQ(second.chunks.size(), 2u);  // decode of 0, then request 1
+    const ScheduledChunk& hit = second.chunks[1];
+    // Blocks 0 and 1 (tokens 0..31) are all prefix; block 2 mixes the
+    // prefix with request 0's own tokens, so it is not shared.
+    EXPECT_EQ(hit.start, 32);
+    EXPECT_EQ(hit.num_tokens, 70 - 32);
+    EXPECT_EQ(hit.block_table[0], first.chunks[0].block_table[0]);
+    EXPECT_EQ(hit.block_table[1], first.chunks[0].block_table[1]);
+    EXPECT_NE(hit.block_table[2], first.chunks[0].block_table[2]);
+    EXPECT_EQ(blocks.ref_count(hit.block_table[0]), 2);
+    EXPECT_EQ(second.attention_state,
+              chunked ? KVQ_ATTN_CHUNKED_PREFILL : KVQ_ATTN_PREFILL_CACHE_HIT);
+    EXPECT_EQ(scheduler.stats().prefix_hit_tokens, 32);
+    EXPECT_EQ(scheduler.stats().prefix_query_tokens, 60 + 70);
+    scheduler.commit(second);
+    drain(scheduler);
+    EXPECT_EQ(blocks.num_used(), 0);
+  }
+}
+
+TEST(SchedulerTest, AFullPromptHitStillComputesItsLastToken) {
+  BlockAllocator blocks(16);
+  Scheduler scheduler(SchedulerConfig{16, 8, 512, true, true}, blocks);
+  const auto same_text = [](int64_t id) {
+    return SequenceSpec{id, 32, 2, TokenContent{0, kSharedPrefixContent, 32}};
+  };
+  ASSERT_EQ(scheduler.add(same_text(0)), "");
+  drain(scheduler);
+  ASSERT_EQ(scheduler.add(same_text(1)), "");
+  const StepPlan plan = scheduler.schedule();
+  ASSERT_EQ(plan.chunks.size(), 1u);
+  // Block 0 hits; block 1 would cover the last token, which must run.
+  EXPECT_EQ(plan.chunks[0].start, 16);
+  EXPECT_EQ(plan.chunks[0].num_tokens, 16);
+  scheduler.commit(plan);
+  drain(scheduler);
+  EXPECT_EQ(blocks.num_used(), 0);
+}
+
+TEST(SchedulerTest, PreemptionByRecomputeLosesNothing) {
+  // 6 blocks of 4 tokens; two requests of 8 + 10 tokens need 5 blocks each,
+  // so once both decode, the newer one is preempted and recomputed later.
+  BlockAllocator blocks(6);
+  Scheduler scheduler(SchedulerConfig{4, 8, 64, true}, blocks);
+  ASSERT_EQ(scheduler.add({0, 8, 10}), "");
+  ASSERT_EQ(scheduler.add({1, 8, 10}), "");
+  std::map<int64_t, int64_t> tokens;
+  std::map<int64_t, int64_t> computed;  // the K/V each request has in the cache
+  bool saw_recompute = false;
+  while (!scheduler.idle()) {
+    const StepPlan plan = scheduler.schedule();
+    ASSERT_FALSE(plan.empty());
+    for (const auto& c : plan.chunks) {
+      if (c.start == 0 && computed[c.request_id] > 0) {
+        saw_recompute = true;
+        // Recompute covers the prompt and every token generated so far.
+        EXPECT_EQ(c.num_tokens, 8 + tokens[c.request_id]);
+      } else {
+        EXPECT_EQ(c.start, computed[c.request_id]);
+      }
+      computed[c.request_id] = c.seq_len();
+    }
+    for (const auto& u : scheduler.commit(plan)) tokens[u.request_id] += u.produced_token;
+  }
+  EXPECT_TRUE(saw_recompute);
+  EXPECT_GE(scheduler.stats().preemptions, 1);
+  EXPECT_EQ(tokens[0], 10);
+  EXPECT_EQ(tokens[1], 10);
+  EXPECT_EQ(blocks.num_used(), 0);
+  EXPECT_LE(blocks.peak_used(), 6);
 }
 
 }  // namespace

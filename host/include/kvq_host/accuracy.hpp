@@ -35,12 +35,15 @@ struct AccuracyStats {
 
 class AccuracyChecker {
  public:
-  // Per sampled step, at most this many sequences and the last this many
-  // query rows of each, so a check costs O(rows x context), not O(step^2).
+  // By default, per sampled step at most this many sequences and the last
+  // this many query rows of each, so a check costs O(rows x context), not
+  // O(step^2). Tests lift the limits to check every output.
   static constexpr int64_t kMaxSequencesPerStep = 16;
   static constexpr int64_t kMaxRowsPerSequence = 8;
 
-  AccuracyChecker(const ActivationGenerator& generator, const std::vector<RequestSpec>& requests);
+  AccuracyChecker(const ActivationGenerator& generator, const std::vector<RequestSpec>& requests,
+                  int64_t max_sequences = kMaxSequencesPerStep,
+                  int64_t max_rows = kMaxRowsPerSequence);
 
   // Compares `batch`'s output (after forward of `layer`) with the reference.
   // `request_ids` gives the request of each sequence of the batch.
@@ -51,6 +54,8 @@ class AccuracyChecker {
  private:
   const ActivationGenerator* generator_;
   const std::vector<RequestSpec>* requests_;
+  int64_t max_sequences_;
+  int64_t max_rows_;
   AccuracyStats stats_;
 };
 

@@ -51,10 +51,11 @@ class ActivationGenerator {
   // for V. `head` is a query head for Q and a KV head for K and V.
   void fill(Projection projection, uint64_t content, int64_t position, int64_t layer, int64_t head,
             std::span<float> out) const;
-  // Writes every head of one token ([heads][head size]); the same values as
-  // fill() per head, with the rotation computed once per token.
+  // Writes heads [first_head, first_head + out.size() / head size) of one
+  // token (every head by default; one rank's share with tensor parallelism);
+  // the same values as fill() per head, with the rotation computed once.
   void fill_token(Projection projection, uint64_t content, int64_t position, int64_t layer,
-                  std::span<float> out) const;
+                  std::span<float> out, int64_t first_head = 0) const;
   int64_t width(Projection projection) const;  // head_size, or head_size_v for V
   int64_t heads(Projection projection) const;  // num_heads for Q, num_kv_heads for K and V
 

@@ -11,6 +11,8 @@
 
 #include "kvq_host/checkpoint.hpp"
 #include "kvq_host/deployment.hpp"
+#include "kvq_host/fp8_query.hpp"
+#include "kvq_host/host_tensor.hpp"
 #include "kvq_host/kv_cache_buffer.hpp"
 #include "kvq_host/plugin.hpp"
 #include "kvq_host/step_batch.hpp"
@@ -36,12 +38,16 @@ class AttentionModel {
   // cache. Plugin refusals are rethrown naming the deployment line of the
   // value at fault (backend, kv_cache.dtype). With a checkpoint, each layer's
   // scheme comes from it (plan_checkpoint_layer) and its parameters are
-  // loaded from it before the cache is sized.
+  // loaded from it before the cache is sized; a layer the scheme turned into
+  // something the engine cannot drive (a keys-only cache: MLA latent,
+  // sparse-attention indexer) is refused with a DeploymentError. With
+  // kv_cache.query_dtype fp8 each layer's q_scale is read after loading.
   AttentionModel(const Plugin& plugin, const Deployment& deployment, const ModelShape& shape,
                  const Checkpoint* checkpoint = nullptr);
 
   // The layer's cache_write then forward over `batch` (which holds the
-  // layer's Q/K/V). Throws PluginError on a refusal.
+  // layer's Q/K/V; the query is quantized to e4m3 first with query_dtype
+  // fp8). Throws PluginError on a refusal.
   void run_layer(int64_t layer, StepBatch& batch);
 
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -56,6 +62,8 @@ class AttentionModel {
   std::vector<KvCacheBuffer> caches_;
   std::vector<Layer> layers_;
   std::vector<std::string> schemes_;
+  std::vector<Fp8Query> fp8_queries_;  // per layer with query_dtype fp8, else empty
+  HostTensor fp8_query_;
   KvCacheSizing sizing_;
 };
 

@@ -28,15 +28,21 @@ inline constexpr const char* kDescriptionKvCacheSchemeKey = "kv_cache_scheme";
 
 // What config.json says about the attention layers (Hugging Face names).
 struct CheckpointConfig {
-  int64_t num_layers = 0;                // num_hidden_layers
-  int64_t num_heads = 0;                 // num_attention_heads
-  int64_t num_kv_heads = 0;              // num_key_value_heads (default: num_attention_heads)
-  int64_t head_size = 0;                 // head_dim, or hidden_size / num_attention_heads
-  ModelDtype dtype = ModelDtype::kBf16;  // torch_dtype (or dtype)
-  std::optional<int64_t> kv_lora_rank;
-  std::optional<int64_t> qk_rope_head_dim;
+  int64_t num_layers = 0;                   // num_hidden_layers
+  int64_t num_heads = 0;                    // num_attention_heads
+  int64_t num_kv_heads = 0;                 // num_key_value_heads (default: num_attention_heads)
+  int64_t head_size = 0;                    // head_dim, or hidden_size / num_attention_heads
+  ModelDtype dtype = ModelDtype::kBf16;     // torch_dtype (or dtype)
+  std::optional<int64_t> kv_lora_rank;      // MLA (DeepSeek)
+  std::optional<int64_t> qk_rope_head_dim;  // MLA
+  std::optional<int64_t> index_head_dim;    // the sparse-attention indexer (DeepSeek-V3.2)
+  std::optional<int64_t> index_topk;        // the indexer
   // kvq_activation_seed: the generator seed `kvq make-checkpoint` calibrated on.
   std::optional<uint64_t> activation_seed;
+
+  // The value head size of an attention layer: kv_lora_rank for MLA (the
+  // value is the latent, as vLLM's use_mla layers), head_size otherwise.
+  int64_t head_size_v() const { return kv_lora_rank.value_or(0) > 0 ? *kv_lora_rank : head_size; }
 };
 
 class Checkpoint {
@@ -56,8 +62,8 @@ class Checkpoint {
   const std::string& description_kv_cache_scheme() const { return kv_cache_scheme_; }
 
   const std::vector<SafetensorsFile>& files() const { return files_; }
-  // Options for apply_scheme from config.json: kv_lora_rank and
-  // qk_rope_head_dim when present.
+  // Options for apply_scheme from config.json: kv_lora_rank,
+  // qk_rope_head_dim, index_head_dim and index_topk when present.
   SchemeOptions scheme_options() const;
 
  private:

@@ -55,6 +55,9 @@ struct KvCacheSection {
   std::optional<double> memory_gib;  // exactly one of memory_gib and num_blocks
   std::optional<int64_t> num_blocks;
   bool prefix_caching = false;
+  // "auto" (the model dtype) or "fp8": the host quantizes the query to e4m3
+  // with the layer's q_scale (fp8 per-tensor caches; spec/triton_sim.md §4).
+  std::string query_dtype = "auto";
 };
 
 struct SchedulerSection {
@@ -75,6 +78,11 @@ struct WorkloadSection {
   uint64_t seed = 0;
   int64_t shared_prefix_len = 0;
   double request_rate = 0.0;  // requests per second; 0 = all at once
+  // vLLM's random dataset: lengths drawn uniformly from
+  // [len * (1 - ratio), len * (1 + ratio)]; 0 = every request the same.
+  double random_range_ratio = 0.0;
+  // Request i shares the prefix of group i % prefix_groups.
+  int64_t prefix_groups = 1;
 };
 
 // Locations of values that are checked later (against the plugin, at run).
@@ -84,6 +92,7 @@ struct DeploymentLocations {
   SourceLocation checkpoint;
   SourceLocation kv_cache_dtype;
   SourceLocation kv_cache_size;  // memory_gib or num_blocks
+  SourceLocation kv_cache_query_dtype;
   SourceLocation tensor_parallel_size;
 };
 

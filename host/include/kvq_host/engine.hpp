@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 
 #include "kvq_host/deployment.hpp"
 #include "kvq_host/report.hpp"
@@ -15,6 +16,15 @@ namespace kvq::host {
 struct RunOptions {
   // Check accuracy on every N-th step (layer 0); 0 = never.
   int64_t accuracy_every = 8;
+  // Tests: check every step, every layer, every sequence and every query row
+  // (overrides accuracy_every).
+  bool check_every_output = false;
+  // Show a progress bar on stderr when it is a terminal.
+  bool progress = true;
+  // When set, every step's outputs of every layer are appended to this file
+  // ([layer][token][head][dim] in the model dtype, all ranks' heads), so
+  // runs can be compared head for head (e.g. tensor parallel vs one rank).
+  std::filesystem::path dump_outputs{};
 };
 
 // Throws Error / DeploymentError / PluginError when the run cannot start (bad

@@ -24,7 +24,8 @@ struct PluginLibrary {
 // Opens `path` and returns its api table after checking that the file is a
 // kvq plugin of ABI major 1 with the functions every host needs (negotiate,
 // error accessors, instance_destroy, get_info). Throws Error naming the path
-// for: a missing file, a directory, a dlopen failure (with dlerror), a
+// for: a missing file, a directory or other non-regular file, a world-writable
+// file (refused: anyone could swap the code), a dlopen failure (with dlerror), a
 // missing entry symbol, an entry returning NULL, a truncated table, another
 // ABI major.
 PluginLibrary open_plugin_library(const std::filesystem::path& path);

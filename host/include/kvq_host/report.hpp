@@ -41,6 +41,8 @@ struct BenchmarkReport {
   int64_t num_kv_heads = 0;
   int64_t head_size = 0;
   int64_t threads = 0;
+  int64_t tensor_parallel_size = 1;
+  bool is_root = true;  // false on the other ranks of a tensor-parallel run (they print nothing)
   double request_rate = 0.0;  // 0 = all at once
   int64_t max_concurrency = 0;
 
@@ -69,6 +71,10 @@ struct BenchmarkReport {
   double kv_cache_gib = 0.0;
   int64_t peak_blocks_used = 0;
   double max_concurrency_fit = 0.0;  // requests of the workload's length that fit at once
+  bool prefix_caching = false;
+  double prefix_cache_hit_rate = 0.0;  // prompt tokens found in the cache / looked up
+  int64_t preemptions = 0;             // by recompute, when blocks ran out
+  int64_t blocks_in_use_at_end = 0;    // 0 unless blocks leaked
 
   // Accuracy against the float64 reference.
   AccuracyStats accuracy;

@@ -99,7 +99,8 @@ struct NamedTensor {
 // empty name, an unknown dtype, or a byte count that does not match the shape.
 std::string safetensors_bytes(const std::vector<NamedTensor>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
-// Writes safetensors_bytes() to `path`. Throws Error naming the file.
+// Writes safetensors_bytes() to `path` through a temporary file renamed over
+// it, so no half-written file is ever visible. Throws Error naming the file.
 void write_safetensors(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

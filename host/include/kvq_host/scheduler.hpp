@@ -1,21 +1,30 @@
-// Continuous batching with a token budget (vLLM's scheduler, reduced to what
-// the foundation engine needs): each step schedules the running decodes
-// first, then prefill chunks, up to max_num_batched_tokens tokens and
-// max_num_seqs sequences, allocates blocks on demand and picks the step's
-// attention state (spec/ascend.md §6).
+// Continuous batching with a token budget, as vLLM's scheduler: each step
+// schedules the running decodes first, then running prefill chunks, then
+// admits waiting requests, up to max_num_batched_tokens tokens and
+// max_num_seqs sequences, and picks the step's attention state
+// (spec/ascend.md §6).
 //
-// Admission reserves a request's whole lifetime of blocks (prompt + output),
-// so an admitted request never runs out of blocks and nothing needs to be
-// preempted; requests that do not fit wait in arrival order. Preemption by
-// recompute and prefix caching come with the full engine.
+// Blocks are allocated as tokens need them. When none is left, the newest
+// running sequence not yet in this step is preempted by recompute: its
+// blocks are released and it waits at the front of the queue; when it runs
+// again it recomputes its prompt and the tokens it has generated (their
+// activations are deterministic, so nothing changes but the time).
+//
+// With prefix caching, every full computed block is registered under a hash
+// of its tokens' contents and positions chained with the blocks before it;
+// an admitted sequence retains the blocks of its longest cached prefix and
+// starts computing after them (at least one token is always computed, so a
+// token can be sampled).
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <string>
 #include <vector>
 
 #include "kvq_host/block_allocator.hpp"
+#include "kvq_host/token_content.hpp"
 
 namespace kvq::host {
 
@@ -24,21 +33,22 @@ struct SchedulerConfig {
   int64_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;
   bool chunked_prefill = true;
+  bool prefix_caching = false;
 };
 
 struct SequenceSpec {
   int64_t request_id = 0;
   int64_t prompt_len = 0;
   int64_t output_len = 0;  // tokens to generate, >= 1
+  TokenContent content{};  // hashed by the prefix cache
 };
 
 // One sequence's share of a step: query tokens at positions
 // [start, start + num_tokens) of the sequence.
 struct ScheduledChunk {
   int64_t request_id = 0;
-  int64_t start = 0;       // context already in the cache
-  int64_t num_tokens = 0;  // query tokens this step
-  int64_t prompt_len = 0;
+  int64_t start = 0;                 // context already in the cache
+  int64_t num_tokens = 0;            // query tokens this step
   bool is_decode = false;            // one generated token fed back
   std::vector<int32_t> block_table;  // the sequence's blocks after this step's allocation
 
@@ -62,6 +72,18 @@ struct SequenceUpdate {
   bool finished = false;
 };
 
+struct SchedulerStats {
+  int64_t preemptions = 0;
+  int64_t prefix_query_tokens = 0;  // prompt tokens looked up at admission
+  int64_t prefix_hit_tokens = 0;    // of those, found in the cache
+
+  double prefix_hit_rate() const {
+    return prefix_query_tokens == 0
+               ? 0.0
+               : static_cast<double>(prefix_hit_tokens) / static_cast<double>(prefix_query_tokens);
+  }
+};
+
 class Scheduler {
  public:
   Scheduler(const SchedulerConfig& config, BlockAllocator& blocks);
@@ -72,7 +94,8 @@ class Scheduler {
   std::string add(const SequenceSpec& spec);
 
   StepPlan schedule();
-  // The step ran: advance its sequences and free finished ones.
+  // The step ran: advance its sequences, register their full blocks in the
+  // prefix cache and free finished ones.
   std::vector<SequenceUpdate> commit(const StepPlan& plan);
   // The step failed: drop its sequences and free their blocks.
   void abort(const StepPlan& plan);
@@ -80,6 +103,7 @@ class Scheduler {
   bool idle() const { return waiting_.empty() && running_.empty(); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  const SchedulerStats& stats() const { return stats_; }
 
   // Blocks a sequence needs over its whole life (its last generated token is
   // never fed back, so it needs no slot).
@@ -90,20 +114,33 @@ class Scheduler {
     SequenceSpec spec;
     int64_t num_computed = 0;   // tokens whose K/V are in the cache
     int64_t num_generated = 0;  // sampled tokens
-    int64_t reserved_blocks = 0;
     std::vector<int32_t> blocks;
+    std::vector<uint64_t> block_hashes;  // of its full computed blocks, in order
+
+    // Tokens known so far: the prompt and every sampled token but the last
+    // is fed back; the last sampled one is fed by the next step.
+    int64_t num_known() const { return spec.prompt_len + num_generated; }
+    bool finished() const { return num_generated >= spec.output_len; }
   };
+
   Sequence* find_running(int64_t request_id);
-  void grow_blocks(Sequence& sequence, int64_t tokens);
+  // Grows the sequence's block list to cover `tokens` tokens, preempting
+  // other running sequences (never one in `plan`) if needed. False when the
+  // sequence itself had to be preempted.
+  bool grow_blocks(Sequence& sequence, int64_t tokens, const StepPlan& plan);
+  void preempt(std::list<Sequence>::iterator victim);
   void release(Sequence& sequence);
-  ScheduledChunk chunk_of(const Sequence& sequence, int64_t num_tokens) const;
+  void match_prefix(Sequence& sequence);
+  uint64_t block_hash(const Sequence& sequence, int64_t block_index) const;
+  void register_full_blocks(Sequence& sequence);
+  ScheduledChunk chunk_of(const Sequence& sequence, int64_t num_tokens, bool is_decode) const;
   int32_t attention_state_of(const StepPlan& plan) const;
-  int64_t unallocated_reservations() const;
 
   SchedulerConfig config_;
   BlockAllocator* blocks_;
   std::deque<Sequence> waiting_;
-  std::vector<Sequence> running_;  // in admission order
+  std::list<Sequence> running_;  // in admission order (stable references)
+  SchedulerStats stats_;
 };
 
 }  // namespace kvq::host

@@ -14,6 +14,8 @@
 
 namespace kvq::host {
 
+// One rank's share of the model: with tensor parallelism, num_heads and
+// num_kv_heads are this rank's (contiguous ranges of the model's heads).
 struct ModelShape {
   int64_t num_layers = 0;
   int64_t num_heads = 0;
@@ -21,6 +23,12 @@ struct ModelShape {
   int64_t head_size = 0;
   int64_t head_size_v = 0;  // = head_size for now
   int32_t dtype = 0;        // KVQ_DTYPE_* of activations
+  int32_t tp_rank = 0;
+  int32_t tp_size = 1;
+
+  // The model-wide index of this rank's first query / KV head.
+  int64_t first_head() const { return tp_rank * num_heads; }
+  int64_t first_kv_head() const { return tp_rank * num_kv_heads; }
 };
 
 // Which text and position a query row of the step holds.

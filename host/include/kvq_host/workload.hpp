@@ -6,12 +6,9 @@
 #include <vector>
 
 #include "kvq_host/deployment.hpp"
+#include "kvq_host/token_content.hpp"
 
 namespace kvq::host {
-
-// Content id of the prefix every request shares (workload.shared_prefix_len):
-// the same id gives the same activations, as the same text would.
-inline constexpr uint64_t kSharedPrefixContent = ~uint64_t{0};
 
 struct RequestSpec {
   int64_t id = 0;
@@ -19,16 +16,21 @@ struct RequestSpec {
   int64_t output_len = 0;
   int64_t shared_prefix_len = 0;
   double arrival_s = 0.0;  // offset from the benchmark start
+  uint64_t prefix_content = kSharedPrefixContent;
 
-  // The content id of the token at `position`: shared for the common prefix.
-  uint64_t content_at(int64_t position) const {
-    return position < shared_prefix_len ? kSharedPrefixContent : static_cast<uint64_t>(id);
+  // Own content = the request id; the first shared_prefix_len tokens share
+  // `prefix_content` with every request that has it.
+  TokenContent content() const {
+    return TokenContent{static_cast<uint64_t>(id), prefix_content, shared_prefix_len};
   }
+  uint64_t content_at(int64_t position) const { return content().at(position); }
 };
 
-// num_prompts requests of fixed lengths. request_rate 0: all arrive at 0;
-// otherwise a Poisson process (exponential gaps, seeded by workload.seed), as
-// vLLM's serving benchmark does.
+// num_prompts requests (lengths fixed, or drawn with random_range_ratio).
+// request_rate 0: all arrive at 0; otherwise a Poisson process (exponential
+// gaps, seeded by workload.seed), as vLLM's serving benchmark does. Prefix
+// group g has content id kSharedPrefixContent - g (request ids count up from
+// 0, so they never meet).
 std::vector<RequestSpec> make_workload(const WorkloadSection& workload);
 
 }  // namespace kvq::host

@@ -43,6 +43,11 @@ uint8_t float_to_e5m2(float f);  // RNE, saturating to ±57344; NaN -> 0x7F
 
 // One element of `dtype` at `p` as float (model dtypes and fp8/int8).
 float load_float(int32_t dtype, const void* p);
+// n elements of `dtype`, `step` bytes apart from `p`, as floats; contiguous
+// bf16 / f32 (the cache-write inputs) take a loop the compiler vectorizes.
+void load_floats(int32_t dtype, const void* p, int64_t step, int64_t n, float* out);
+// True when no element of x[0, n) is NaN or infinite (branch-free, vectorized).
+bool all_finite(const float* x, int64_t n);
 // Stores `v` as one element of `dtype` at `p` (model dtypes and fp8).
 void store_float(int32_t dtype, void* p, float v);
 

@@ -31,11 +31,24 @@ struct LayerConfig;
 // row's inline fp32 (per_token_head: stored right after the elements) or the
 // source's per-tensor / per-KV-head scale; with round_to set, that product is
 // rounded to bf16 or fp16 (fp8 per-tensor K/V for a bf16/fp16 query).
+// per_channel (Ascend C8, int8 only): element c of a KV head's row is
+// bf16(bf16(q - offset[c]) * scale[c]) with the source's channel vectors.
 enum class RowEncoding { kF32, kBF16, kF16, kI8, kE4M3, kE5M2 };
 struct RowFormat {
   RowEncoding encoding = RowEncoding::kF32;
   bool per_token_head = false;
   int32_t round_to = 0;  // 0, KVQ_DTYPE_BF16 or KVQ_DTYPE_F16
+  bool per_channel = false;
+};
+
+// Per-channel dequantization vectors (RowFormat::per_channel): bf16 values
+// as floats, [num_kv_heads][head_size] for K, [num_kv_heads][head_size_v]
+// for V; from channels(), those of one KV head.
+struct ChannelVectors {
+  const float* k_offset = nullptr;
+  const float* k_scale = nullptr;
+  const float* v_offset = nullptr;
+  const float* v_scale = nullptr;
 };
 // The format of a cache element dtype (F32/BF16/F16; I8/E4M3 per-token-head;
 // E4M3/E5M2 per-tensor), or INTERNAL for one the kernels cannot read.
@@ -55,6 +68,8 @@ class KvSource {
                       float* /*v_scale*/) const {
     return false;
   }
+  // The channel vectors of `kv_head` (direct per_channel sources only).
+  virtual ChannelVectors channels(int64_t /*kv_head*/) const { return {}; }
   // The K and V rows of keys [first, first + n) (direct sources only).
   virtual void rows(int64_t /*seq*/, int64_t /*first*/, int64_t /*n*/, int64_t /*kv_head*/,
                     const unsigned char** /*k*/, const unsigned char** /*v*/) const {}
@@ -72,6 +87,9 @@ class PagedKvSource final : public KvSource {
   // tensor-wide value or one per KV head (per-token-head rows use their own).
   PagedKvSource(const ForwardBatch& batch, RowFormat format, std::vector<float> k_scales = {1.0f},
                 std::vector<float> v_scales = {1.0f});
+  // Per-channel rows (C8): int8 elements dequantized with `channels`, whose
+  // vectors cover every KV head and must outlive the source.
+  PagedKvSource(const ForwardBatch& batch, ChannelVectors channels);
   // Rows any other way: decoded into float tiles by the decoders, which get
   // the scales above.
   PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
@@ -79,6 +97,7 @@ class PagedKvSource final : public KvSource {
   void load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
             float* v) const override;
   bool direct(int64_t kv_head, RowFormat* format, float* k_scale, float* v_scale) const override;
+  ChannelVectors channels(int64_t kv_head) const override;
   void rows(int64_t seq, int64_t first, int64_t n, int64_t kv_head, const unsigned char** k,
             const unsigned char** v) const override;
 
@@ -90,6 +109,7 @@ class PagedKvSource final : public KvSource {
   RowFormat format_;
   RowDecoder decode_k_ = nullptr, decode_v_ = nullptr;
   std::vector<float> k_scales_, v_scales_;
+  ChannelVectors channels_;
 };
 
 // Keys from the forward call's float key/value (the batch's new tokens):

@@ -1,0 +1,102 @@
+// Fuzzes quantization-description parsing: the Ascend plugin's select_scheme
+// hook through its C ABI (the plugin linked statically), and the host's
+// checkpoint reader of config.json and quant_model_description.json. The
+// first byte chooses which; the rest is the text. The plugin must answer a
+// registered scheme, "" or INVALID_ARGUMENT (never INTERNAL: that is a bug);
+// the host must answer or throw kvq::host::Error.
+#include <kvq_abi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "fuzz_support.hpp"
+#include "kvq_host/checkpoint.hpp"
+#include "kvq_host/errors.hpp"
+
+extern "C" const kvq_plugin_api* kvq_plugin_entry(void);
+
+namespace {
+
+const kvq_plugin_api& api() {
+  static const kvq_plugin_api* a = kvq_plugin_entry();
+  return *a;
+}
+
+kvq_instance* instance() {
+  static kvq_instance* inst = [] {
+    kvq_host_info host{};
+    host.struct_size = KVQ_HOST_INFO_SIZE;
+    host.abi_major = KVQ_ABI_MAJOR;
+    host.abi_minor = KVQ_ABI_MINOR;
+    host.num_threads = 1;
+    kvq_instance* out = nullptr;
+    if (api().negotiate(&host, &out) != nullptr) kvq::fuzz::invariant_failed("negotiate");
+    return out;
+  }();
+  return inst;
+}
+
+void select(const std::string& text, const char* prefix, const char* layer_type) {
+  const char* chosen = nullptr;
+  kvq_error* e =
+      api().select_scheme(instance(), text.c_str(), "fuzz.json", prefix, layer_type, &chosen);
+  if (e != nullptr) {
+    const int32_t code = api().error_code(e);
+    const std::string message = api().error_message(e);
+    api().error_destroy(e);
+    if (code != KVQ_ERR_INVALID_ARGUMENT)
+      kvq::fuzz::invariant_failed("select_scheme: unexpected code:", message.c_str());
+    if (message.find("fuzz.json") == std::string::npos)
+      kvq::fuzz::invariant_failed("select_scheme: message does not name the source:",
+                                  message.c_str());
+    return;
+  }
+  if (chosen == nullptr) kvq::fuzz::invariant_failed("select_scheme: success without an answer");
+  const std::string s = chosen;
+  if (!s.empty() && s != "C8" && s != "FAKQuant" && s != "INT8_DYNAMIC")
+    kvq::fuzz::invariant_failed("select_scheme: unknown scheme", chosen);
+}
+
+void open_checkpoint(const std::string& config, const std::string* description) {
+  const auto dir = kvq::fuzz::scratch_dir() / "ckpt";
+  std::filesystem::create_directories(dir);
+  kvq::fuzz::write_file(dir / "config.json", config);
+  std::error_code ignored;
+  std::filesystem::remove(dir / "quant_model_description.json", ignored);
+  if (description != nullptr)
+    kvq::fuzz::write_file(dir / "quant_model_description.json", *description);
+  try {
+    const kvq::host::Checkpoint c = kvq::host::Checkpoint::open(dir);
+    const kvq::host::CheckpointConfig& cfg = c.config();
+    if (cfg.num_layers < 1 || cfg.num_heads < 1 || cfg.num_kv_heads < 1 || cfg.head_size < 1 ||
+        cfg.num_heads % cfg.num_kv_heads != 0)
+      kvq::fuzz::invariant_failed("checkpoint config accepted out of range");
+    (void)c.scheme_options();
+  } catch (const kvq::host::Error&) {
+    // Refused with a message naming the file.
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  switch (data[0] % 3) {
+    case 0:
+      select(text, "model.layers.0.self_attn", "attention");
+      select(text, "model.layers.17.self_attn", "attention");
+      select(text, "model.layers.0.mlp", "linear");
+      break;
+    case 1: open_checkpoint(text, nullptr); break;
+    default: {
+      const std::string config =
+          R"({"num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,)"
+          R"( "head_dim": 64, "torch_dtype": "bfloat16"})";
+      open_checkpoint(config, &text);
+      break;
+    }
+  }
+  return 0;
+}
