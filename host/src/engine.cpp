@@ -367,9 +367,14 @@ class ServingLoop {
     r.prefix_cache_hit_rate = scheduler_.stats().prefix_hit_rate();
     r.preemptions = scheduler_.stats().preemptions;
     r.blocks_in_use_at_end = blocks_.num_used();
-    if (r.blocks_in_use_at_end != 0) {
-      spdlog::error("{} KV blocks are still in use after every request finished (a leak)",
-                    r.blocks_in_use_at_end);
+    // Every request has finished or failed, so every block must be back
+    // (cached prefix blocks count as free): anything else is an engine bug,
+    // and every test that serves fails on it.
+    if (r.blocks_in_use_at_end != 0 || !scheduler_.idle()) {
+      throw Error(
+          fmt::format("KV block leak: {} blocks still in use and {} sequences left "
+                      "after every request finished (a bug)",
+                      r.blocks_in_use_at_end, scheduler_.num_running() + scheduler_.num_waiting()));
     }
     r.accuracy = group_.reduce(accuracy_.stats());
     r.is_root = group_.is_root();

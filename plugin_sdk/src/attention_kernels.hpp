@@ -31,7 +31,19 @@ struct ItemRows {
   RowFormat format;                      // how the tile's rows are stored
   float k_scale = 1.0f, v_scale = 1.0f;  // per-tensor scales (not per-token-head)
   ChannelVectors channels;               // this KV head's (per_channel formats)
+  // The query in integers, for kernels with integer Q·K on int8 rows
+  // (KernelSet::int16_query): q[r] = q16_scale[r] * (hi + lo / 2^15), hi and
+  // lo int16, stored [rows][2][d]; nullptr when not used (then q is read).
+  const int16_t* q16 = nullptr;
+  const float* q16_scale = nullptr;
 };
+
+// Largest head size the integer Q·K takes: |hi * k| <= 2^15 * 2^7, summed
+// over d in int32 without overflow for d <= 2^8.
+constexpr int64_t kMaxInt16QueryD = 256;
+// Splits rows x d floats into the q16 layout above. False (nothing usable)
+// when a value is not finite or a row's max is too small to scale.
+bool quantize_query_i16(const float* q, int64_t rows, int64_t d, int16_t* out, float* scale);
 
 // n <= kKeyTile keys at absolute positions [first, first + n).
 struct KeyTile {
@@ -56,6 +68,8 @@ struct KernelSet {
   const char* name;
   // Folds one key tile into the rows' online softmax state.
   void (*tile)(const ItemRows& rows, const KeyTile& tile, float* scratch);
+  // The kernels read ItemRows::q16 for int8 per-token-head rows when given.
+  bool int16_query;
 };
 
 // The kernel set of the process's SIMD level (cpu.hpp: simd_choice()).

@@ -19,6 +19,7 @@ struct V {
   // 4 rows x 2 chunks of accumulators + 2 V chunks + a p broadcast fit in
   // the 16 ymm registers.
   static constexpr int kPvChunks = 2;
+  static constexpr bool kIntQk = false;  // no integer Q·K (qk_block_i16)
   static constexpr bool kVectorDecode = true;
   using Vec = __m256;
   static Vec zero() { return _mm256_setzero_ps(); }
@@ -122,7 +123,7 @@ struct V {
 }  // namespace avx2
 
 const KernelSet& avx2_kernels() {
-  static constexpr KernelSet k{"avx2", avx2::tile};
+  static constexpr KernelSet k{"avx2", avx2::tile, false};
   return k;
 }
 

@@ -1,7 +1,8 @@
 // AVX-512 (F, BW, VL, DQ) + FMA + F16C kernels, compiled with those -m flags
-// and run only when the CPU has them (cpu.cpp). The BF16 and VNNI dot
-// product instructions are not used: they would round the fp32 query (and,
-// for VNNI, quantize it), changing results by more than fp32 rounding.
+// and run only when the CPU has them (cpu.cpp). VNNI (vpdpwssd) computes
+// Q·K on int8 rows with the query split into two int16 parts (about 2^-31
+// of the row max, below fp32 rounding); the BF16 dot products are not used
+// (they would round the fp32 query).
 // GCC 12 flags its own _mm512_undefined_* idiom (a self-initialised
 // variable inside the intrinsics) as maybe-uninitialized once inlined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -26,7 +27,17 @@ struct V {
   // the 32 zmm registers.
   static constexpr int kPvChunks = 4;
   static constexpr bool kVectorDecode = true;
+  // Integer Q·K on int8 rows (AVX512-VNNI vpdpwssd), qk_block_i16.
+  static constexpr bool kIntQk = true;
   using Vec = __m512;
+  using IVec = __m512i;
+  static IVec izero() { return _mm512_setzero_si512(); }
+  static IVec load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
+  static IVec widen_i8(const unsigned char* p) {
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static IVec dot_i16(IVec acc, IVec a, IVec b) { return _mm512_dpwssd_epi32(acc, a, b); }
+  static Vec to_float(IVec x) { return _mm512_cvtepi32_ps(x); }
   static Vec zero() { return _mm512_setzero_ps(); }
   static Vec set1(float x) { return _mm512_set1_ps(x); }
   static Vec load(const float* p) { return _mm512_loadu_ps(p); }
@@ -121,7 +132,7 @@ struct V {
 }  // namespace avx512
 
 const KernelSet& avx512_kernels() {
-  static constexpr KernelSet k{"avx512", avx512::tile};
+  static constexpr KernelSet k{"avx512", avx512::tile, true};
   return k;
 }
 

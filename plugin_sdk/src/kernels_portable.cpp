@@ -15,6 +15,7 @@ namespace {
 struct V {
   static constexpr int W = 8;
   static constexpr int kPvChunks = 2;
+  static constexpr bool kIntQk = false;  // no integer Q·K (qk_block_i16)
   static constexpr bool kVectorDecode = false;
   struct Vec {
     float v[W];
@@ -77,7 +78,7 @@ struct V {
 }  // namespace portable
 
 const KernelSet& portable_kernels() {
-  static constexpr KernelSet k{"portable", portable::tile};
+  static constexpr KernelSet k{"portable", portable::tile, false};
   return k;
 }
 

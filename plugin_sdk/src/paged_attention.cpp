@@ -14,6 +14,40 @@
 #include <vector>
 
 namespace kvq::sdk {
+
+namespace kernels {
+bool quantize_query_i16(const float* q, int64_t rows, int64_t d, int16_t* out, float* scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = q + r * d;
+    float mx = 0.0f;
+    for (int64_t c = 0; c < d; ++c) {
+      if (!std::isfinite(x[c])) return false;
+      mx = std::max(mx, std::fabs(x[c]));
+    }
+    // Below this the scale (and the products with it) would be subnormal.
+    if (mx != 0.0f && mx < 1e-30f) return false;
+    const float s = mx / 32767.0f;
+    scale[r] = s;
+    int16_t* hi = out + 2 * r * d;
+    int16_t* lo = hi + d;
+    for (int64_t c = 0; c < d; ++c) {
+      if (s == 0.0f) {
+        hi[c] = lo[c] = 0;
+        continue;
+      }
+      // hi carries ~15 bits, lo the residual's next 15: about 2^-31 of the
+      // row max, finer than the fp32 dot product's own rounding.
+      const double t = static_cast<double>(x[c]) / s;
+      const double h = std::clamp(std::nearbyint(t), -32767.0, 32767.0);
+      const double l = std::clamp(std::nearbyint((t - h) * 32768.0), -16384.0, 16384.0);
+      hi[c] = static_cast<int16_t>(h);
+      lo[c] = static_cast<int16_t>(l);
+    }
+  }
+  return true;
+}
+}  // namespace kernels
+
 namespace {
 
 constexpr int64_t kQueryChunk = 32;  // query tokens per work item
@@ -364,7 +398,8 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
   // Per-thread state of one KV head of a task.
   struct HeadState {
     kernels::ItemRows rows;
-    std::vector<float> q, slopes;
+    std::vector<float> q, slopes, q16_scale;
+    std::vector<int16_t> q16;
     std::vector<int64_t> pos;
     bool direct = false;
     const unsigned char* krows[2][kKeyTile];
@@ -420,6 +455,20 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
         hs.direct = kv.direct(w.kv_head, &ir.format, &ir.k_scale, &ir.v_scale);
         ir.channels =
             hs.direct && ir.format.per_channel ? kv.channels(w.kv_head) : ChannelVectors{};
+        // Integer Q·K (int8 per-token-head rows): the query split once per item.
+        ir.q16 = nullptr;
+        ir.q16_scale = nullptr;
+        if (kernel.int16_query && hs.direct && ir.format.encoding == RowEncoding::kI8 &&
+            ir.format.per_token_head && !ir.format.per_channel && ir.format.round_to == 0 &&
+            d % 32 == 0 && d <= kernels::kMaxInt16QueryD) {
+          hs.q16.resize(static_cast<size_t>(2 * rows * d));
+          hs.q16_scale.resize(static_cast<size_t>(rows));
+          if (kernels::quantize_query_i16(hs.q.data(), rows, d, hs.q16.data(),
+                                          hs.q16_scale.data())) {
+            ir.q16 = hs.q16.data();
+            ir.q16_scale = hs.q16_scale.data();
+          }
+        }
         if (hs.direct && w.k_begin < w.k_end)
           kv.rows(w.seq, w.k_begin, std::min(kKeyTile, w.k_end - w.k_begin), w.kv_head, hs.krows[0],
                   hs.vrows[0]);

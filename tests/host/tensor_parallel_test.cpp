@@ -100,6 +100,20 @@ TEST(TensorParallelTest, TwoRanksEqualOneHeadForHeadAscendC8Checkpoint) {
                                       "prefix_caching: true}\n");
 }
 
+TEST(TensorParallelTest, TheShippedTwoRankExampleServesEveryRequest) {
+  if (std::string(KVQ_TEST_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
+  if (testing::triton_plugin().empty()) GTEST_SKIP() << "this build has no triton plugin";
+  const auto example =
+      std::filesystem::path(KVQ_SOURCE_DIR) / "deploy" / "triton_int8_per_token_head_tp2.yaml";
+  const auto result =
+      testing::run_process({KVQ_TEST_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                            KVQ_TEST_KVQ_EXE, "run", example.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("Successful requests:                     16"));
+  EXPECT_THAT(result.out, HasSubstr("Failed requests:                         0"));
+  EXPECT_THAT(result.out, HasSubstr("Tensor parallel ranks:                   2"));
+}
+
 TEST(TensorParallelTest, ALaunchThatDoesNotMatchIsRefusedWithTheFix) {
   if (testing::triton_plugin().empty()) GTEST_SKIP() << "this build has no triton plugin";
   const ScratchDir dir;
