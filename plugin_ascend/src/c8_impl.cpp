@@ -5,8 +5,12 @@
 #include "kvq_sdk/paged_attention.hpp"
 
 #include <algorithm>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace kvq::ascend {
 namespace {
@@ -67,6 +71,52 @@ void declare_antiquant(sdk::Layer& layer, const char* name, const std::vector<fl
   layer.declare(std::move(p));
 }
 
+// c8_quantize, inlinable: an exported function of a shared library is not
+// inlined (it could be interposed), and the write loop calls it per element.
+inline int8_t quantize_one(float x, float inv_scale_bf16, float offset_bf16) {
+  float t = sdk::round_bf16(sdk::round_bf16(x) * inv_scale_bf16);
+  t = sdk::round_bf16(t + offset_bf16);
+  // Ties to even: clamping to the integer bounds first commutes with the
+  // rounding, and then adding and subtracting 1.5 * 2^23 rounds |t| <= 128
+  // to an integer in the default rounding mode (no libm nearbyint call).
+  constexpr float kMagic = 12582912.0f;
+  return static_cast<int8_t>((std::clamp(t, -128.0f, 127.0f) + kMagic) - kMagic);
+}
+
+// quantize_one over a row, 16 elements at a time in SSE2 (the plugin's
+// baseline ISA) when every scale and offset is finite (then every step is
+// finite and the bit operations below are exactly round_bf16; cvtps2dq
+// rounds to nearest even like the magic-number addition). Bit-identical to
+// c8_quantize.
+void quantize_row(const float* x, const float* inv_scale, const float* offset, int64_t n,
+                  bool finite_channels, int8_t* dst) {
+  int64_t i = 0;
+#if defined(__SSE2__)
+  if (finite_channels) {
+    const auto rb = [](__m128 v) {
+      const __m128i u = _mm_castps_si128(v);
+      const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+      const __m128i r = _mm_add_epi32(u, _mm_add_epi32(lsb, _mm_set1_epi32(0x7FFF)));
+      return _mm_castsi128_ps(_mm_and_si128(r, _mm_set1_epi32(static_cast<int>(0xFFFF0000u))));
+    };
+    const auto q4 = [&](int64_t j) {
+      __m128 t = rb(_mm_mul_ps(rb(_mm_loadu_ps(x + j)), _mm_loadu_ps(inv_scale + j)));
+      t = rb(_mm_add_ps(t, _mm_loadu_ps(offset + j)));
+      t = _mm_min_ps(_mm_max_ps(t, _mm_set1_ps(-128.0f)), _mm_set1_ps(127.0f));
+      return _mm_cvtps_epi32(t);
+    };
+    for (; i + 16 <= n; i += 16) {
+      const __m128i a = _mm_packs_epi32(q4(i), q4(i + 4)),
+                    b = _mm_packs_epi32(q4(i + 8), q4(i + 12));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_packs_epi16(a, b));
+    }
+  }
+#else
+  (void)finite_channels;
+#endif
+  for (; i < n; ++i) dst[i] = quantize_one(x[i], inv_scale[i], offset[i]);
+}
+
 // The int8 paged cache read in place by the SDK kernels, which dequantize
 // each element as c8_dequantize does (bf16 rounding after each step).
 sdk::PagedKvSource cache_source(const sdk::ForwardBatch& b, const C8Channels& k,
@@ -98,9 +148,7 @@ class ChunkedSource final : public sdk::KvSource {
 }  // namespace
 
 int8_t c8_quantize(float x, float inv_scale_bf16, float offset_bf16) {
-  float t = sdk::round_bf16(sdk::round_bf16(x) * inv_scale_bf16);
-  t = sdk::round_bf16(t + offset_bf16);
-  return static_cast<int8_t>(std::clamp(std::nearbyint(t), -128.0f, 127.0f));  // ties to even
+  return quantize_one(x, inv_scale_bf16, offset_bf16);
 }
 
 float c8_dequantize(int8_t q, float offset_bf16, float scale_bf16) {
@@ -130,19 +178,30 @@ void C8Impl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
   const int64_t d = c.head_size, dv = c.head_size_v, bs = c.block_size;
   const int32_t dt = b.key.dtype();
   const int64_t es = sdk::dtype_size(dt);
+  // Rows are converted to floats a whole row at a time (sdk::load_floats
+  // vectorizes contiguous bf16/f32) instead of one load_float per element.
+  std::vector<float> kx(static_cast<size_t>(d)), vx(static_cast<size_t>(dv));
+  const auto load = [&](int64_t t, int64_t h) {
+    sdk::load_floats(dt, b.key.at({t, h, 0}), b.key.stride(2) * es, d, kx.data());
+    sdk::load_floats(dt, b.value.at({t, h, 0}), b.value.stride(2) * es, dv, vx.data());
+  };
+  const bool finite =
+      sdk::all_finite(k_.inv_scale.data(), static_cast<int64_t>(k_.inv_scale.size())) &&
+      sdk::all_finite(k_.offset.data(), static_cast<int64_t>(k_.offset.size())) &&
+      sdk::all_finite(v_.inv_scale.data(), static_cast<int64_t>(v_.inv_scale.size())) &&
+      sdk::all_finite(v_.offset.data(), static_cast<int64_t>(v_.offset.size()));
   // Refuse NaN/Inf before writing anything (a NaN would not survive the int8 cast).
   for (size_t i = 0; i < b.slots.size(); ++i) {
     if (b.slots[i] < 0) continue;
     const auto t = static_cast<int64_t>(i);
     for (int64_t h = 0; h < c.num_kv_heads; ++h) {
-      for (int64_t x = 0; x < d; ++x)
-        if (!std::isfinite(sdk::load_float(dt, b.key.at({t, h, x}))))
-          sdk::fail(KVQ_ERR_NON_FINITE, "key of token {} head {} is not finite; nothing written", t,
-                    h);
-      for (int64_t x = 0; x < dv; ++x)
-        if (!std::isfinite(sdk::load_float(dt, b.value.at({t, h, x}))))
-          sdk::fail(KVQ_ERR_NON_FINITE, "value of token {} head {} is not finite; nothing written",
-                    t, h);
+      load(t, h);
+      if (!sdk::all_finite(kx.data(), d))
+        sdk::fail(KVQ_ERR_NON_FINITE, "key of token {} head {} is not finite; nothing written", t,
+                  h);
+      if (!sdk::all_finite(vx.data(), dv))
+        sdk::fail(KVQ_ERR_NON_FINITE, "value of token {} head {} is not finite; nothing written", t,
+                  h);
     }
   }
   for (size_t i = 0; i < b.slots.size(); ++i) {
@@ -152,18 +211,13 @@ void C8Impl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
     for (int64_t h = 0; h < c.num_kv_heads; ++h) {
       auto* kdst = reinterpret_cast<int8_t*>(b.cache.row(slot / bs, 0, slot % bs, h));
       auto* vdst = reinterpret_cast<int8_t*>(b.cache.row(slot / bs, 1, slot % bs, h));
-      const unsigned char* k = b.key.at({t, h, 0});
-      const unsigned char* v = b.value.at({t, h, 0});
-      for (int64_t x = 0; x < d; ++x) {
-        const size_t ch = static_cast<size_t>(h * d + x);
-        kdst[x] = c8_quantize(sdk::load_float(dt, k + x * b.key.stride(2) * es), k_.inv_scale[ch],
-                              k_.offset[ch]);
-      }
-      for (int64_t x = 0; x < dv; ++x) {
-        const size_t ch = static_cast<size_t>(h * dv + x);
-        vdst[x] = c8_quantize(sdk::load_float(dt, v + x * b.value.stride(2) * es), v_.inv_scale[ch],
-                              v_.offset[ch]);
-      }
+      load(t, h);
+      const float* ks = &k_.inv_scale[static_cast<size_t>(h * d)];
+      const float* ko = &k_.offset[static_cast<size_t>(h * d)];
+      const float* vs = &v_.inv_scale[static_cast<size_t>(h * dv)];
+      const float* vo = &v_.offset[static_cast<size_t>(h * dv)];
+      quantize_row(kx.data(), ks, ko, d, finite, kdst);
+      quantize_row(vx.data(), vs, vo, dv, finite, vdst);
     }
   }
 }

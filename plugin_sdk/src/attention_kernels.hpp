@@ -31,6 +31,10 @@ struct ItemRows {
   RowFormat format;                      // how the tile's rows are stored
   float k_scale = 1.0f, v_scale = 1.0f;  // per-tensor scales (not per-token-head)
   ChannelVectors channels;               // this KV head's (per_channel formats)
+  // per_channel: every offset is 0 and every scale finite and 0 or >= 2^-50,
+  // so bf16(bf16(raw - 0) * s) = bf16(raw * s) is never subnormal (kernels
+  // may then use a conversion that flushes subnormals).
+  bool channels_symmetric = false;
   // The query in integers, for kernels with integer Q·K on int8 rows
   // (KernelSet::int16_query): q[r] = q16_scale[r] * (hi + lo / 2^15), hi and
   // lo int16, stored [rows][2][d]; nullptr when not used (then q is read).
@@ -44,6 +48,8 @@ constexpr int64_t kMaxInt16QueryD = 256;
 // Splits rows x d floats into the q16 layout above. False (nothing usable)
 // when a value is not finite or a row's max is too small to scale.
 bool quantize_query_i16(const float* q, int64_t rows, int64_t d, int16_t* out, float* scale);
+// ItemRows::channels_symmetric for one KV head's vectors.
+bool channels_symmetric(const ChannelVectors& c, int64_t d, int64_t dv);
 
 // n <= kKeyTile keys at absolute positions [first, first + n).
 struct KeyTile {

@@ -60,7 +60,8 @@ bool simd_level_supported(SimdLevel level) {
   if (level == SimdLevel::kAvx2) return avx2;
   return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vnni");  // the int8 Q·K (kernels_avx512.cpp)
+         // int8 Q·K and bf16 rounding (kernels_avx512.cpp)
+         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
 #else
   return false;
 #endif

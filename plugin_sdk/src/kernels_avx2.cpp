@@ -19,7 +19,8 @@ struct V {
   // 4 rows x 2 chunks of accumulators + 2 V chunks + a p broadcast fit in
   // the 16 ymm registers.
   static constexpr int kPvChunks = 2;
-  static constexpr bool kIntQk = false;  // no integer Q·K (qk_block_i16)
+  static constexpr bool kIntQk = false;    // no integer Q·K (qk_block_i16)
+  static constexpr bool kCvtBf16 = false;  // no bf16 conversion instruction
   static constexpr bool kVectorDecode = true;
   using Vec = __m256;
   static Vec zero() { return _mm256_setzero_ps(); }

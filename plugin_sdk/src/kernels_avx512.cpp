@@ -121,6 +121,13 @@ struct V {
                          _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)));
     return _mm512_mask_mov_ps(_mm512_castsi512_ps(r), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
   }
+  // vcvtneps2bf16 rounds to nearest even but flushes subnormals: only for
+  // values known not to be (round_bf16_normal).
+  static constexpr bool kCvtBf16 = true;
+  static Vec round_bf16_normal(Vec x) {
+    const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
   static Vec round_f16(Vec x) {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }

@@ -15,7 +15,8 @@ namespace {
 struct V {
   static constexpr int W = 8;
   static constexpr int kPvChunks = 2;
-  static constexpr bool kIntQk = false;  // no integer Q·K (qk_block_i16)
+  static constexpr bool kIntQk = false;    // no integer Q·K (qk_block_i16)
+  static constexpr bool kCvtBf16 = false;  // no bf16 conversion instruction
   static constexpr bool kVectorDecode = false;
   struct Vec {
     float v[W];

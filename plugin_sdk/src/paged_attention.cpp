@@ -46,11 +46,25 @@ bool quantize_query_i16(const float* q, int64_t rows, int64_t d, int16_t* out, f
   }
   return true;
 }
+bool channels_symmetric(const ChannelVectors& c, int64_t d, int64_t dv) {
+  const auto ok = [](const float* off, const float* sc, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float a = std::fabs(sc[i]);
+      if (off[i] != 0.0f || !std::isfinite(a) || (a != 0.0f && a < 0x1p-50f)) return false;
+    }
+    return true;
+  };
+  return c.k_offset != nullptr && ok(c.k_offset, c.k_scale, d) && ok(c.v_offset, c.v_scale, dv);
+}
 }  // namespace kernels
 
 namespace {
 
-constexpr int64_t kQueryChunk = 32;  // query tokens per work item
+// Query tokens per work item: kQueryChunk, doubled up to kMaxQueryChunk
+// while every thread keeps >= 4 tasks. Each key tile is decoded once per
+// item, so long prefills amortize the decode over more rows.
+constexpr int64_t kQueryChunk = 32;
+constexpr int64_t kMaxQueryChunk = 128;
 constexpr int64_t kKeyTile = kernels::kKeyTile;
 constexpr int64_t kMinSegmentTiles = 4;  // key tiles per decode segment, at least
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -359,10 +373,15 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
   std::vector<WorkItem> items;
   std::vector<Task> tasks;
   int64_t total_rows = 0;
+  int64_t query_chunk = kQueryChunk;
+  while (query_chunk < kMaxQueryChunk &&
+         num_seqs * hkv * ((b.max_query_len + 2 * query_chunk - 1) / (2 * query_chunk)) >=
+             4 * static_cast<int64_t>(o.num_threads))
+    query_chunk *= 2;
   for (int64_t s = 0; s < num_seqs; ++s) {
     const SequenceSlice& q = b.seqs[static_cast<size_t>(s)];
-    for (int64_t q0 = 0; q0 < q.query_len; q0 += kQueryChunk) {
-      const int64_t q1 = std::min(q.query_len, q0 + kQueryChunk);
+    for (int64_t q0 = 0; q0 < q.query_len; q0 += query_chunk) {
+      const int64_t q1 = std::min(q.query_len, q0 + query_chunk);
       const int64_t hi = std::min(q.seq_len, q.context_len + q1);
       const int64_t lo = o.sliding_window > 0
                              ? std::max<int64_t>(0, q.context_len + q0 - o.sliding_window + 1)
@@ -455,12 +474,17 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
         hs.direct = kv.direct(w.kv_head, &ir.format, &ir.k_scale, &ir.v_scale);
         ir.channels =
             hs.direct && ir.format.per_channel ? kv.channels(w.kv_head) : ChannelVectors{};
+        ir.channels_symmetric =
+            ir.format.per_channel && kernels::channels_symmetric(ir.channels, d, dv);
         // Integer Q·K (int8 per-token-head rows): the query split once per item.
+        // Only for decode-sized items: more rows than a register block read a
+        // transposed float tile instead (attention_kernel_impl.inc, run).
         ir.q16 = nullptr;
         ir.q16_scale = nullptr;
-        if (kernel.int16_query && hs.direct && ir.format.encoding == RowEncoding::kI8 &&
-            ir.format.per_token_head && !ir.format.per_channel && ir.format.round_to == 0 &&
-            d % 32 == 0 && d <= kernels::kMaxInt16QueryD) {
+        if (kernel.int16_query && rows <= kernels::kRowBlock && hs.direct &&
+            ir.format.encoding == RowEncoding::kI8 && ir.format.per_token_head &&
+            !ir.format.per_channel && ir.format.round_to == 0 && d % 32 == 0 &&
+            d <= kernels::kMaxInt16QueryD) {
           hs.q16.resize(static_cast<size_t>(2 * rows * d));
           hs.q16_scale.resize(static_cast<size_t>(rows));
           if (kernels::quantize_query_i16(hs.q.data(), rows, d, hs.q16.data(),
