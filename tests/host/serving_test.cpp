@@ -11,6 +11,7 @@
 
 #include "kvq_host/deployment.hpp"
 #include "kvq_host/engine.hpp"
+#include "kvq_host/workload.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {
@@ -115,6 +116,37 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"ascend_bf16", testing::ascend_plugin, "ascend", "bfloat16", 32,
                            0.9999}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// Bad-input table, scheduling row: a request that needs more blocks than the
+// whole cache fails alone, with a message naming the sizes; every other
+// request is served and the allocator ends empty.
+TEST(SchedulingRow, ARequestLongerThanTheWholeCacheFailsAloneOthersAreServed) {
+  if (testing::triton_plugin().empty()) GTEST_SKIP() << "this build has no triton plugin";
+  Pressure pressure{testing::triton_plugin(), "triton", "bfloat16", 16};
+  pressure.num_blocks = 8;  // 128 tokens
+  pressure.workload =
+      "{num_prompts: 40, input_len: 80, output_len: 8, random_range_ratio: 0.9, seed: 3}";
+  const ScratchDir dir;
+  const Deployment deployment =
+      load_deployment_file(dir.write("d.yaml", pressure.yaml()), DeploymentParseOptions{});
+  int64_t too_long = 0;
+  for (const auto& r : make_workload(deployment.workload)) {
+    too_long += (r.prompt_len + r.output_len - 1 + 15) / 16 > 8;
+  }
+  ASSERT_GT(too_long, 0);
+  ASSERT_LT(too_long, 40);
+  RunOptions options;
+  options.progress = false;
+  const BenchmarkReport report = run_benchmark(deployment, options);
+  EXPECT_EQ(report.failed, too_long);
+  EXPECT_EQ(report.completed, 40 - too_long);
+  EXPECT_EQ(report.blocks_in_use_at_end, 0);
+  ASSERT_EQ(report.errors.size(), static_cast<size_t>(too_long));  // each names its sizes
+  for (const auto& [message, count] : report.errors) {
+    EXPECT_THAT(message, ::testing::HasSubstr("KV blocks"));
+    EXPECT_THAT(message, ::testing::HasSubstr("but the whole cache has only 8"));
+  }
+}
 
 // Thousands of short requests with random lengths, four shared prefixes and
 // a cache that holds a fraction of them: nothing lost, sampled outputs match
