@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # kvq developer entry point; works on a fresh Debian machine.
 #   ./dev.sh main   install deps, build, run the host on its embedded default deployment
-#   ./dev.sh test   install deps, build, run every test (what CI runs)
+#   ./dev.sh test   install deps, build, run every test (what CI runs): ctest, then the
+#                   fuzz targets (.ci/fuzz.sh, FUZZ_SECONDS each), then the sanitizer
+#                   builds (.ci/sanitizers.sh: ASan+UBSan, TSan)
+#   ./dev.sh quick  install deps, build, ctest only (the developer loop)
 #   ./dev.sh deps | build
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,7 +12,8 @@ cd "$(dirname "$0")"
 BUILD_DIR=${KVQ_BUILD_DIR:-build}
 DEPS=(cmake make g++ gcc binutils pkg-config libyaml-cpp-dev libspdlog-dev libfmt-dev
       nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libopenmpi-dev openmpi-bin)  # multi-rank tensor parallelism (mpirun -np N kvq run)
+      libopenmpi-dev openmpi-bin  # multi-rank tensor parallelism (mpirun -np N kvq run)
+      clang libclang-rt-14-dev libomp-14-dev llvm)  # fuzzing (libFuzzer) and symbolized sanitizer reports
 
 deps() {
   local missing=()
@@ -30,10 +34,15 @@ build() {
   cmake --build "$BUILD_DIR" -j"$(nproc)"
 }
 
+run_ctest() {
+  ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600
+}
+
 case "${1:-}" in
   deps) deps ;;
   build) deps; build ;;
   main) deps; build; "$BUILD_DIR/bin/kvq" run ;;
-  test) deps; build; ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600 ;;
-  *) echo "usage: $0 main|test|deps|build" >&2; exit 2 ;;
+  quick) deps; build; run_ctest ;;
+  test) deps; build; run_ctest; .ci/fuzz.sh; .ci/sanitizers.sh ;;
+  *) echo "usage: $0 main|test|quick|deps|build" >&2; exit 2 ;;
 esac

@@ -32,6 +32,7 @@ cmake --build "$ASAN_DIR" -j"$JOBS" --target \
 # handle_segv=0: the crash fixture must die by SIGSEGV (the suite reports the
 # signal), not be turned into an ASan report and exit 1.
 export ASAN_OPTIONS="handle_segv=0:detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 echo "== ASan+UBSan: unit, bad-input and concurrency tests"
 ctest --test-dir "$ASAN_DIR" -L 'unit|bad_input|concurrency' -j"$JOBS" --output-on-failure \

@@ -66,10 +66,10 @@ constexpr LayerChoice kLayers[] = {
     {"bfloat16", KVQ_DTYPE_BF16, 32, 32, 0, 0.0, nullptr, nullptr},
     {"int8_per_token_head", KVQ_DTYPE_BF16, 32, 32, 0, 0.0, nullptr, nullptr},
     {"fp8", KVQ_DTYPE_BF16, 32, 32, 0, 0.0, nullptr, nullptr},
-    {"int4_per_token_head", KVQ_DTYPE_F16, 30, 30, 0, 0.0, nullptr, nullptr},
+    {"int4_per_token_head", KVQ_DTYPE_F16, 36, 36, 0, 0.0, nullptr, nullptr},
     {"fp8_per_token_head", KVQ_DTYPE_F32, 32, 32, 5, 20.0, nullptr, nullptr},
     {"float16", KVQ_DTYPE_F16, 32, 16, 0, 0.0, nullptr, nullptr},
-    {"fp8_e5m2", KVQ_DTYPE_BF16, 16, 16, 0, 0.0, "calculate_kv_scales", "true"},
+    {"fp8_e5m2", KVQ_DTYPE_BF16, 32, 32, 0, 0.0, "calculate_kv_scales", "true"},
 };
 constexpr int64_t kHeads = 4, kKvHeads = 2, kBlockSize = 16;
 
@@ -227,13 +227,17 @@ void materialize(FuzzedDataProvider& fdp, Tensor& x, std::mt19937& rng, bool raw
   }
 }
 
-// True when element i (of `size` bytes) of a 1-D contiguous tensor lies in its buffer.
+// True when element i (of `size` bytes) of a 1-D or 2-D tensor lies in its
+// buffer (shapes may be anything the fuzzer chose, so no product may overflow).
 bool holds(const Tensor& x, int32_t dtype, int64_t i, int64_t size) {
-  if (x.t.dtype != dtype || x.t.ndim < 1 || x.t.data == nullptr || i < 0 ||
-      i >= x.t.shape[0] * (x.t.ndim == 2 ? x.t.shape[1] : 1) || x.storage.empty())
+  if (x.t.dtype != dtype || x.t.ndim < 1 || x.t.data == nullptr || i < 0 || x.storage.empty())
     return false;
-  const auto* at = static_cast<const unsigned char*>(x.t.data) + size * i;
-  return at + size <= x.storage.data() + x.storage.size();
+  int64_t n = x.t.shape[0];
+  if (x.t.ndim == 2 && __builtin_mul_overflow(x.t.shape[0], x.t.shape[1], &n)) return false;
+  if (i >= n) return false;
+  const auto offset = static_cast<const unsigned char*>(x.t.data) - x.storage.data();
+  const auto room = static_cast<int64_t>(x.storage.size()) - offset;
+  return i < room / size;
 }
 
 Tensor make(FuzzedDataProvider& fdp, kvq_tensor t, std::mt19937& rng, bool raw_values) {
@@ -363,10 +367,22 @@ void forward(FuzzedDataProvider& fdp, LayerUnderTest& l, const LayerChoice& c, s
   }
   if (fdp.ConsumeIntegralInRange<int>(0, 31) == 0) f.args.head_weights = &query.t;
 
-  const int32_t supported = take(api().supports(l.layer, &f.args), "supports");
-  const int32_t ran = take(api().forward(l.layer, &f.args), "forward");
-  if (supported != 0 && ran != supported)
-    invariant_failed("supports() refused but forward answered differently");
+  // Kept (not taken) so a mismatch can print both messages.
+  kvq_error* supported = api().supports(l.layer, &f.args);
+  kvq_error* ran = api().forward(l.layer, &f.args);
+  // supports() may be given NULL data pointers, so it can only promise
+  // forward's answer when every tensor forward reads has its data.
+  bool all_data = true;
+  for (const kvq_tensor* t : {f.args.query, f.args.output, f.args.key, f.args.value,
+                              f.args.alibi_slopes, f.args.sinks, f.args.head_weights})
+    all_data &= t == nullptr || t->data != nullptr;
+  if (all_data && supported != nullptr && api().error_code(ran) != api().error_code(supported)) {
+    const std::string both = std::string("supports: ") + api().error_message(supported) +
+                             " | forward: " + (ran ? api().error_message(ran) : "success");
+    invariant_failed("supports() refused but forward answered differently:", both.c_str());
+  }
+  take(supported, "supports");
+  take(ran, "forward");
 }
 
 }  // namespace
@@ -395,8 +411,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.options = c.option_key ? options : nullptr;
 
   LayerUnderTest l;
-  if (take(api().layer_create(instance(), &config, &l.layer), "layer_create") != 0)
-    invariant_failed("a valid layer config was refused", c.mode);
+  if (kvq_error* e = api().layer_create(instance(), &config, &l.layer))
+    invariant_failed("a valid layer config was refused:", api().error_message(e));
   l.geometry.struct_size = KVQ_CACHE_GEOMETRY_SIZE;
   if (take(api().cache_geometry(l.layer, &l.geometry), "cache_geometry") != 0)
     invariant_failed("cache_geometry");

@@ -34,7 +34,7 @@ std::string select_attention_scheme(std::string_view text, std::string_view sour
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number overflow
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "{}: not valid JSON: {}", source, e.what());
   }
   if (!j.is_object())

@@ -45,6 +45,12 @@ const std::vector<DescriptionRow>& rows() {
        "{\"kv_cache_type\": \"C\xc3\x28\"}",
        KVQ_ERR_INVALID_ARGUMENT,
        {kSource, "not valid JSON"}},
+      // Found by fuzz_quant_description: a number too large for a double made
+      // nlohmann throw out_of_range, which surfaced as INTERNAL.
+      {"DescriptionNumberOverflow",
+       R"({"kv_cache_type": "C8", "group_size": 555e666667})",
+       KVQ_ERR_INVALID_ARGUMENT,
+       {kSource, "not valid JSON", "number overflow"}},
       {"DescriptionIsAnArray",
        "[1, 2]",
        KVQ_ERR_INVALID_ARGUMENT,
