@@ -24,8 +24,7 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-
-extern "C" const kvq_plugin_api* kvq_plugin_entry(void);
+#include "kvq_host/dtype.hpp"
 
 namespace {
 
@@ -33,24 +32,8 @@ using kvq::fuzz::invariant_failed;
 
 constexpr int64_t kMaxSpanBytes = int64_t{1} << 22;
 
-const kvq_plugin_api& api() {
-  static const kvq_plugin_api* a = kvq_plugin_entry();
-  return *a;
-}
-
-kvq_instance* instance() {
-  static kvq_instance* inst = [] {
-    kvq_host_info host{};
-    host.struct_size = KVQ_HOST_INFO_SIZE;
-    host.abi_major = KVQ_ABI_MAJOR;
-    host.abi_minor = KVQ_ABI_MINOR;
-    host.num_threads = 1;
-    kvq_instance* out = nullptr;
-    if (api().negotiate(&host, &out) != nullptr) invariant_failed("negotiate");
-    return out;
-  }();
-  return inst;
-}
+using kvq::fuzz::api;
+using kvq::fuzz::instance;
 
 // The layers a run may pick: every cache family, both layouts of options.
 struct LayerChoice {
@@ -72,22 +55,6 @@ constexpr LayerChoice kLayers[] = {
     {"fp8_e5m2", KVQ_DTYPE_BF16, 32, 32, 0, 0.0, "calculate_kv_scales", "true"},
 };
 constexpr int64_t kHeads = 4, kKvHeads = 2, kBlockSize = 16;
-
-int64_t dtype_size(int32_t dtype) {
-  switch (dtype) {
-    case KVQ_DTYPE_F32:
-    case KVQ_DTYPE_I32: return 4;
-    case KVQ_DTYPE_F16:
-    case KVQ_DTYPE_BF16: return 2;
-    case KVQ_DTYPE_I8:
-    case KVQ_DTYPE_U8:
-    case KVQ_DTYPE_F8_E4M3FN:
-    case KVQ_DTYPE_F8_E5M2: return 1;
-    case KVQ_DTYPE_I64:
-    case KVQ_DTYPE_F64: return 8;
-    default: return 0;
-  }
-}
 
 // Owns a layer and its exactly-sized, 64-byte aligned cache.
 struct LayerUnderTest {
@@ -161,7 +128,7 @@ void maybe_break(FuzzedDataProvider& fdp, kvq_tensor& t, int& misalign) {
 
 // What the plugin may touch: nullopt for a descriptor the ABI calls malformed.
 std::optional<int64_t> span_bytes(const kvq_tensor& t) {
-  const int64_t es = dtype_size(t.dtype);
+  const int64_t es = kvq::host::abi_dtype_size(t.dtype);
   if (t.struct_size < KVQ_TENSOR_SIZE || t.device_type != KVQ_DEVICE_CPU || es == 0 || t.ndim < 0 ||
       t.ndim > KVQ_MAX_DIMS)
     return std::nullopt;
@@ -203,7 +170,7 @@ void materialize(FuzzedDataProvider& fdp, Tensor& x, std::mt19937& rng, bool raw
   }
   if (!span) return;
   // Values of magnitude 1/4..4 with random signs and mantissas.
-  const int64_t es = dtype_size(x.t.dtype);
+  const int64_t es = kvq::host::abi_dtype_size(x.t.dtype);
   for (int64_t i = 0; i + es <= bytes; i += es) {
     const uint32_t r = static_cast<uint32_t>(rng());
     switch (x.t.dtype) {

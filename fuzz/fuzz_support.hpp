@@ -2,6 +2,7 @@
 // that makes libFuzzer keep the input that broke an invariant.
 #pragma once
 
+#include <kvq_abi.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,6 +37,27 @@ inline void write_file(const std::filesystem::path& path, std::string_view bytes
 [[noreturn]] inline void invariant_failed(const char* what, const char* detail = "") {
   std::fprintf(stderr, "kvq fuzz invariant failed: %s %s\n", what, detail);
   std::abort();
+}
+
+// The plugin linked into this target (each target links one plugin
+// statically) and one instance of it for the whole run.
+extern "C" const kvq_plugin_api* kvq_plugin_entry(void);
+inline const kvq_plugin_api& api() {
+  static const kvq_plugin_api* a = kvq_plugin_entry();
+  return *a;
+}
+inline kvq_instance* instance() {
+  static kvq_instance* inst = [] {
+    kvq_host_info host{};
+    host.struct_size = KVQ_HOST_INFO_SIZE;
+    host.abi_major = KVQ_ABI_MAJOR;
+    host.abi_minor = KVQ_ABI_MINOR;
+    host.num_threads = 1;
+    kvq_instance* out = nullptr;
+    if (api().negotiate(&host, &out) != nullptr) invariant_failed("negotiate");
+    return out;
+  }();
+  return inst;
 }
 
 }  // namespace kvq::fuzz

@@ -14,28 +14,10 @@
 #include "kvq_host/checkpoint.hpp"
 #include "kvq_host/errors.hpp"
 
-extern "C" const kvq_plugin_api* kvq_plugin_entry(void);
-
 namespace {
 
-const kvq_plugin_api& api() {
-  static const kvq_plugin_api* a = kvq_plugin_entry();
-  return *a;
-}
-
-kvq_instance* instance() {
-  static kvq_instance* inst = [] {
-    kvq_host_info host{};
-    host.struct_size = KVQ_HOST_INFO_SIZE;
-    host.abi_major = KVQ_ABI_MAJOR;
-    host.abi_minor = KVQ_ABI_MINOR;
-    host.num_threads = 1;
-    kvq_instance* out = nullptr;
-    if (api().negotiate(&host, &out) != nullptr) kvq::fuzz::invariant_failed("negotiate");
-    return out;
-  }();
-  return inst;
-}
+using kvq::fuzz::api;
+using kvq::fuzz::instance;
 
 void select(const std::string& text, const char* prefix, const char* layer_type) {
   const char* chosen = nullptr;

@@ -81,7 +81,6 @@ uint64_t Scheduler::block_hash(const Sequence& sequence, int64_t block_index) co
 void Scheduler::match_prefix(Sequence& sequence) {
   // The last known token is always computed: its step samples the next one.
   const int64_t max_hits = (sequence.num_known() - 1) / config_.block_size;
-  stats_.prefix_query_tokens += sequence.num_known();
   for (int64_t i = 0; i < max_hits; ++i) {
     const uint64_t h = block_hash(sequence, i);
     const auto block = blocks_->lookup(h);
@@ -91,7 +90,6 @@ void Scheduler::match_prefix(Sequence& sequence) {
     sequence.block_hashes.push_back(h);
   }
   sequence.num_computed = static_cast<int64_t>(sequence.blocks.size()) * config_.block_size;
-  stats_.prefix_hit_tokens += sequence.num_computed;
 }
 
 void Scheduler::register_full_blocks(Sequence& sequence) {
@@ -204,11 +202,13 @@ StepPlan Scheduler::schedule() {
     const int64_t new_blocks = blocks_after - static_cast<int64_t>(next.blocks.size());
     if ((!config_.chunked_prefill && remaining > budget) || new_blocks > blocks_->num_free()) {
       // Give the prefix hits back; the lookup is redone next time.
-      stats_.prefix_query_tokens -= next.num_known();
-      stats_.prefix_hit_tokens -= next.num_computed;
       release(next);
       next.num_computed = 0;
       break;
+    }
+    if (config_.prefix_caching) {  // counted once per admission
+      stats_.prefix_query_tokens += next.num_known();
+      stats_.prefix_hit_tokens += next.num_computed;
     }
     running_.push_back(std::move(next));
     waiting_.pop_front();

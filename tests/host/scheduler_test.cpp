@@ -122,6 +122,9 @@ TEST(SchedulerTest, RequestsThatDoNotFitWait) {
   drain(scheduler);
   EXPECT_LE(blocks.peak_used(), 10);
   EXPECT_TRUE(scheduler.idle());
+  // Without prefix caching nothing is looked up, even when admission waits.
+  EXPECT_EQ(scheduler.stats().prefix_query_tokens, 0);
+  EXPECT_EQ(scheduler.stats().prefix_hit_tokens, 0);
 }
 
 TEST(SchedulerTest, RequestsThatCanNeverFitAreRefused) {
