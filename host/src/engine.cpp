@@ -134,9 +134,11 @@ class ServingLoop {
                             deployment.kv_cache.prefix_caching},
             blocks_),
         batch_(shape_),
-        accuracy_(options.check_every_output
-                      ? AccuracyChecker(generator_, requests_, INT64_MAX, INT64_MAX)
-                      : AccuracyChecker(generator_, requests_)),
+        accuracy_(
+            options.check_every_output
+                ? AccuracyChecker(generator_, requests_, INT64_MAX, INT64_MAX, options.kv_model)
+                : AccuracyChecker(generator_, requests_, AccuracyChecker::kMaxSequencesPerStep,
+                                  AccuracyChecker::kMaxRowsPerSequence, options.kv_model)),
         timelines_(requests_.size()) {
     if (!options_.dump_outputs.empty() && group_.is_root()) {
       dump_.open(options_.dump_outputs, std::ios::binary | std::ios::trunc);
@@ -377,6 +379,8 @@ class ServingLoop {
                       r.blocks_in_use_at_end, scheduler_.num_running() + scheduler_.num_waiting()));
     }
     r.accuracy = group_.reduce(accuracy_.stats());
+    r.accuracy_vs_model = group_.reduce(accuracy_.vs_model());
+    r.kv_model_error = group_.reduce(accuracy_.model_error());
     r.is_root = group_.is_root();
     r.tensor_parallel_size = group_.size();
     summarize_requests(requests_, timelines_, last_event_, r);

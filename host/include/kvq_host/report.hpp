@@ -78,6 +78,10 @@ struct BenchmarkReport {
 
   // Accuracy against the float64 reference.
   AccuracyStats accuracy;
+  // Only with RunOptions::kv_model (tests): the plugin against float64 over
+  // the modelled cache values, and that reference against the unquantized.
+  AccuracyStats accuracy_vs_model;
+  AccuracyStats kv_model_error;
 
   std::vector<RequestOutcome> requests;
   std::map<std::string, int64_t> errors;  // distinct failure message -> requests
