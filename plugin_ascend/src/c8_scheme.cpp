@@ -5,6 +5,8 @@
 #include "kvq_sdk/dtype.hpp"
 #include "kvq_sdk/error.hpp"
 
+#include <string_view>
+
 namespace kvq::ascend {
 namespace {
 
@@ -25,9 +27,17 @@ void create_weights(sdk::Layer& layer, const sdk::Options&) {
   if (layer.mode().element_dtype == KVQ_DTYPE_I8)
     sdk::fail(KVQ_ERR_FAILED_PRECONDITION, "layer {} is already C8", c.layer_name);
   for (const char* name : kParams) {
+    const std::string_view n = name;
     sdk::Param p;
     p.name = name;
     p.loader = "c8_kv_scale";
+    p.role = n == "k_cache_scale"    ? KVQ_PARAM_ROLE_K_CHANNEL_SCALE
+             : n == "k_cache_offset" ? KVQ_PARAM_ROLE_K_CHANNEL_OFFSET
+             : n == "v_cache_scale"  ? KVQ_PARAM_ROLE_V_CHANNEL_SCALE
+                                     : KVQ_PARAM_ROLE_V_CHANNEL_OFFSET;
+    p.load_shapes =
+        "the full model's num_kv_heads * head_size values, any shape with size-1 dims (kept "
+        "whole; preparation takes this rank's heads by tp_rank/tp_size)";
     p.dtype = KVQ_DTYPE_F32;
     p.reshape({1});
     p.set(0, std::string_view(name).ends_with("scale") ? 1.0f : 0.0f);
@@ -51,6 +61,7 @@ sdk::SchemeDefinition c8_scheme() {
   sdk::SchemeDefinition s;
   s.quant_type = "C8";
   s.layer_type = "attention";
+  s.backend = "ascend";
   s.description = "static per-channel INT8 KV cache with offsets (upgrades the layer to C8)";
   s.name_rules = {{".k_proj.kv_cache_scale", ".attn.k_cache_scale"},
                   {".k_proj.kv_cache_offset", ".attn.k_cache_offset"},

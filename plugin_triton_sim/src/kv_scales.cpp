@@ -4,6 +4,8 @@
 #include "kvq_sdk/error.hpp"
 
 #include <cmath>
+#include <iterator>
+#include <string>
 #include <string_view>
 
 namespace kvq::triton {
@@ -29,10 +31,17 @@ void store(sdk::Param& p, const std::vector<float>& v) {
 }  // namespace
 
 void KvScales::declare(sdk::Layer& layer) {
-  for (const char* name : kNames) {
+  const int32_t roles[] = {KVQ_PARAM_ROLE_K_SCALE, KVQ_PARAM_ROLE_V_SCALE, KVQ_PARAM_ROLE_Q_SCALE,
+                           KVQ_PARAM_ROLE_KV_SCALE};
+  for (size_t i = 0; i < std::size(kNames); ++i) {
+    const std::string_view name = kNames[i];
     sdk::Param p;
-    p.name = name;
+    p.name = std::string(name);
     p.loader = "fp8_scale";
+    p.role = roles[i];
+    p.load_shapes = name == "q_scale"    ? "[] | [1] | [num_heads]"
+                    : name == "kv_scale" ? "[] | [1]"
+                                         : "[] | [1] | [num_kv_heads]";
     p.dtype = KVQ_DTYPE_F32;
     p.reshape({1});
     p.set(0, 1.0f);

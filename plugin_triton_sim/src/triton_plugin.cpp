@@ -22,7 +22,11 @@ const PluginDefinition& plugin_definition() {
     b.modes = triton::modes();
     b.resolve_mode = triton::resolve_mode;
     b.validate = triton::validate_geometry;
-    b.option_keys = {"calculate_kv_scales"};
+    b.options = {{"calculate_kv_scales",
+                  "true: fp8 scales computed on the fly (q = max|q|/200, k = max|k|/200, "
+                  "v = max|v|/100 at the first write / float-query forward, then frozen); "
+                  "true | false",
+                  "false", "fp8 fp8_e4m3 fp8_e5m2"}};
     b.make_impl = [](const LayerConfig& c, const ModeDefinition& m) -> std::unique_ptr<LayerImpl> {
       triton::calculate_kv_scales(c);  // rejects a malformed option value at creation
       if (triton::kind_of(m) == triton::KvMode::kNone)

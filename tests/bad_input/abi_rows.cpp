@@ -54,7 +54,7 @@ const std::vector<NegotiateRow>& negotiate_rows() {
        KVQ_ERR_INVALID_ARGUMENT,
        {"host_info: struct_size 0 is too small to hold a version"}},
       {"NegotiateStructSizeTooSmall",
-       [](H h) { h.struct_size = KVQ_HOST_INFO_SIZE - 8; },
+       [](H h) { h.struct_size = KVQ_HOST_INFO_SIZE_1_0 - 8; },
        KVQ_ERR_INVALID_ARGUMENT,
        {"host_info: struct_size 32 is smaller than the v1.0 size 40"}},
       {"NegotiateUnknownLogLevel",

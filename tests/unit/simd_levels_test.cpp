@@ -84,7 +84,7 @@ Loaded load_with_level(const std::string& level) {
   Loaded l;
   if (h != nullptr) {
     l.api = reinterpret_cast<kvq_plugin_entry_fn>(dlsym(h, KVQ_PLUGIN_ENTRY_SYMBOL))();
-    kvq_host_info host{KVQ_HOST_INFO_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR, nullptr, nullptr, 0, 2};
+    kvq_host_info host{KVQ_HOST_INFO_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR, nullptr, nullptr, 0, 2, 0, 0};
     kvq_error* e = l.api->negotiate(&host, &l.instance);  // the level is chosen here
     if (e == nullptr) {
       kvq_plugin_info info{};
