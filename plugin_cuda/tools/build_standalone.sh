@@ -18,9 +18,11 @@ for f in "$here"/src/kernels/*.cu "$here"/tools/kernel_check.cu; do
   "$nvcc" "${flags[@]}" "${extra[@]}" -c "$f" -o "$out/obj/$(basename "$f").o" &
   pids+=($!)
 done
-"$cxx" -std=c++17 -O2 -ffp-contract=off -Wall -Wextra -I"$here/src/kernels" \
-  -c "$here/tools/check_host.cpp" -o "$out/obj/check_host.o" &
-pids+=($!)
+for f in "$here"/src/kernels/*.cpp "$here"/tools/check_host.cpp; do
+  "$cxx" -std=c++17 -O2 -ffp-contract=off -Wall -Wextra -I"$here/src/kernels" \
+    -c "$f" -o "$out/obj/$(basename "$f").o" &
+  pids+=($!)
+done
 for p in "${pids[@]}"; do wait "$p"; done
 "$nvcc" -gencode=arch=compute_90a,code=sm_90a -cudart static "$out"/obj/*.o -lpthread \
   -o "$out/kvq_cuda_kernel_check"

@@ -5,154 +5,15 @@
 // (sinks, normalisation, output / split partials).
 #pragma once
 
+#include "attention_params.hpp"
 #include "codecs.cuh"
 #include "common.cuh"
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include <cstdint>
 
 namespace kvq::cuda::attn {
 
 using detail::kFullMask;
-
-// ---- kinds ---------------------------------------------------------------------
-// A kind fixes the operand types of the tensor-core kernels:
-//  QK: f16 (query rows pre-scaled by a power of two so every bf16 / f16 / e4m3
-//      query element is exact in f16; keys are exact: int8, e4m3, e5m2,
-//      int4 - zp) or bf16 (bf16 caches: bf16 query and keys, exact);
-//  PV: f16 P (probabilities, times v_scale / running max of v_scale for
-//      per-token-head rows: relative error 2^-12) with exact f16 V codes,
-//      or bf16 V with P split into bf16 hi + lo (two mma, error ~2^-17).
-enum class Kind : int {
-  kBF16 = 0,  // bf16 cache, bf16 query
-  kF16,       // f16 cache, f16 / bf16 query
-  kI8,        // int8 per-token-head
-  kP8,        // fp8 (e4m3) per-token-head
-  kI4,        // int4 per-token-head
-  kE4M3Q,     // fp8 e4m3 per-tensor, e4m3 query (P quantized to e4m3)
-  kE5M2Q,     // fp8 e5m2 per-tensor, e4m3 query
-  kE4M3RB,    // fp8 e4m3 per-tensor, bf16 model: K/V = bf16(code * scale)
-  kE4M3RH,    // ... f16 model: K/V = f16(code * scale)
-  kE5M2RB,
-  kE5M2RH,
-  kCount
-};
-
-constexpr bool qk_bf16(Kind k) {
-  return k == Kind::kBF16 || k == Kind::kE4M3RB || k == Kind::kE5M2RB;
-}
-constexpr bool pv_bf16(Kind k) {
-  return qk_bf16(k);
-}
-constexpr bool per_key_scale(Kind k) {
-  return k == Kind::kI8 || k == Kind::kP8 || k == Kind::kI4;
-}
-constexpr bool fp8_query(Kind k) {
-  return k == Kind::kE4M3Q || k == Kind::kE5M2Q;
-}
-constexpr bool rounded_fp8(Kind k) {
-  return k == Kind::kE4M3RB || k == Kind::kE4M3RH || k == Kind::kE5M2RB || k == Kind::kE5M2RH;
-}
-constexpr bool e4m3_elems(Kind k) {
-  return k == Kind::kP8 || k == Kind::kE4M3Q || k == Kind::kE4M3RB || k == Kind::kE4M3RH;
-}
-constexpr bool e5m2_elems(Kind k) {
-  return k == Kind::kE5M2Q || k == Kind::kE5M2RB || k == Kind::kE5M2RH;
-}
-constexpr bool wide_elems(Kind k) {  // 16-bit cache elements
-  return k == Kind::kBF16 || k == Kind::kF16;
-}
-// e4m3 codes become f16 by moving bits (value / 2^8); the factor goes into
-// the per-key / per-tensor scale.
-constexpr float k_unit(Kind k) {
-  return (k == Kind::kP8 || k == Kind::kE4M3Q) ? 256.0f : 1.0f;
-}
-
-// Rows one decode warp handles: the mma's N = 8 (query tokens x GQA group).
-constexpr int kDecodeRows = 8;
-constexpr int kStageKeys = 16;  // keys per decode pipeline stage (divides block_size)
-
-// ---- kernel shapes (host and device) ------------------------------------------------
-
-template <int DP>
-struct DecodeShape {
-  static constexpr int kNvs = DP == 256 ? 2 : 1;  // warps per KV head (Dv slices)
-  static constexpr int kDvw = DP / kNvs;          // head dims per warp
-  static constexpr int kChunksK = DP / 16;        // 16-dim QK chunks
-  static constexpr int kChunksV = kDvw / 32;      // 32-dim PV chunks per warp
-  static constexpr int kStages = 3;
-  static constexpr int kMaxWarps = 8;
-};
-
-// Shared-memory bytes of one span (hc rows of one token) and of the CTA.
-__host__ __device__ inline int decode_slot_bytes(int hc, int64_t rb) {
-  return static_cast<int>(((hc * rb + 15) & ~int64_t{15}) + 16);
-}
-template <int DP>
-inline int decode_smem_bytes(int hc, int64_t rb) {
-  return DecodeShape<DP>::kStages * 2 * kStageKeys * decode_slot_bytes(hc, rb);
-}
-
-template <int DP>
-struct PrefillShape {
-  static constexpr int kKt = DP == 256 ? 32 : 64;  // keys per tile
-  static constexpr int kNvs = DP == 256 ? 2 : 1;    // warps per 16 rows (Dv slices)
-  static constexpr int kDvw = DP / kNvs;
-  static constexpr int kRows = 64;
-  static constexpr int kWarps = 4 * kNvs;
-  static constexpr int kPitch = 2 * DP + 16;  // bytes per tile row (ldmatrix conflict-free)
-  static constexpr int kChunksK = DP / 16;
-  static constexpr int kNt = kKt / 8;  // 8-key n-tiles per tile
-};
-
-__host__ __device__ inline int prefill_slot_bytes(int64_t rb) {
-  return static_cast<int>(((rb + 15) & ~int64_t{15}) + 16);
-}
-template <int DP>
-inline int prefill_smem_bytes(int64_t rb) {
-  using S = PrefillShape<DP>;
-  return 2 * 2 * S::kKt * prefill_slot_bytes(rb)  // raw stages
-         + 2 * S::kKt * S::kPitch                 // Kt, Vt
-         + 4 * S::kKt * 4;                        // kf, vsc, zpk, zpv
-}
-
-// ---- parameters --------------------------------------------------------------------
-
-struct Params {
-  const unsigned char* cache;
-  const int32_t* block_table;
-  int64_t bt_stride, num_blocks;
-  const int32_t* qsl;
-  const int32_t* seq_lens;
-  int num_seqs;
-  int64_t num_tokens;
-  const void* q;
-  int64_t q_st, q_sh;
-  int q_dtype;
-  void* out;
-  int64_t o_st, o_sh;
-  int out_dtype;
-  int hq, hkv, group, d, dv, bs;
-  int64_t rb, bpb, plane;  // row bytes, bytes per block, bytes of one K or V plane
-  float softmax_scale;
-  int window;
-  float softcap;
-  const float* alibi;
-  const float* sinks;
-  const float* q_scales;
-  int nqs;
-  const float* k_scales;
-  const float* v_scales;
-  int nkvs;
-  float* ws;                  // partial rows of dv + 2 floats: m, l, acc[dv]
-  int64_t ws_prefill_base;    // first prefill partial row
-  int splits_d, splits_p;     // key splits of decode / prefill work
-  int hc, ngroups;            // decode: KV heads per CTA, CTAs per (sequence, split)
-  int codec;                  // Codec (fp32 SIMT kernel)
-  AttentionVerdict* verdict;
-};
 
 // A decode sequence: query_len * group <= kDecodeRows; the rest is prefill.
 __device__ __forceinline__ bool is_decode(const Params& p, int qlen) {
@@ -216,11 +77,53 @@ __device__ __forceinline__ float load_q(const Params& p, int64_t token, int hq, 
   return codec::load_element(p.q_dtype, row, dim);
 }
 
-// ---- PTX ---------------------------------------------------------------------------
+// ---- PTX (or, under KVQ_EMU, the emulator's model of it) ----------------------------
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
+#if defined(KVQ_EMU)
+  return ::kvq_emu::smem_offset(p);
+#else
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+#endif
 }
+
+#if defined(KVQ_EMU)
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  ::kvq_emu::cp_async16(dst, src);
+}
+__device__ __forceinline__ void cp_async_commit() {
+  ::kvq_emu::cp_async_commit();
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  ::kvq_emu::cp_async_wait(N);
+}
+__device__ __forceinline__ uint32_t lds32(uint32_t a) {
+  return ::kvq_emu::lds<uint32_t>(a);
+}
+__device__ __forceinline__ uint32_t lds16(uint32_t a) {
+  return ::kvq_emu::lds<uint16_t>(a);
+}
+__device__ __forceinline__ uint2 lds64(uint32_t a) {
+  return ::kvq_emu::lds<uint2>(a);
+}
+__device__ __forceinline__ void sts64(uint32_t a, uint32_t x, uint32_t y) {
+  ::kvq_emu::sts<uint2>(a, uint2{x, y});
+}
+__device__ __forceinline__ void sts32(uint32_t a, uint32_t x) {
+  ::kvq_emu::sts<uint32_t>(a, x);
+}
+template <bool kBf16>
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  ::kvq_emu::mma16816(kBf16, c, a, b0, b1);
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t addr) {
+  ::kvq_emu::ldmatrix_x4(r, addr, false);
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], uint32_t addr) {
+  ::kvq_emu::ldmatrix_x4(r, addr, true);
+}
+#else
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
@@ -246,10 +149,6 @@ __device__ __forceinline__ uint2 lds64(uint32_t a) {
   asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(a));
   return v;
 }
-// A little-endian fp32 at a 2-byte aligned shared address (int4 rows).
-__device__ __forceinline__ float lds_f32_a2(uint32_t a) {
-  return __uint_as_float(lds16(a) | (lds16(a + 2) << 16));
-}
 __device__ __forceinline__ void sts64(uint32_t a, uint32_t x, uint32_t y) {
   asm volatile("st.shared.v2.u32 [%0], {%1, %2};\n" ::"r"(a), "r"(x), "r"(y));
 }
@@ -257,6 +156,7 @@ __device__ __forceinline__ void sts32(uint32_t a, uint32_t x) {
   asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(a), "r"(x));
 }
 
+// D = A B + D on one warp's fragments (PTX ISA "mma.m16n8k16", f32 accumulators).
 template <bool kBf16>
 __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   if constexpr (kBf16) {
@@ -273,7 +173,6 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 }
-
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -284,29 +183,47 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], uint32_t addr) 
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }
+#endif
+
+// A little-endian fp32 at a 2-byte aligned shared address (int4 rows).
+__device__ __forceinline__ float lds_f32_a2(uint32_t a) {
+  return __uint_as_float(lds16(a) | (lds16(a + 2) << 16));
+}
 
 // Two floats -> one f16x2 / bf16x2 register (lo in the low half), RNE.
 template <bool kBf16>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+#if defined(KVQ_EMU)
+  if constexpr (kBf16)
+    return codec::float_to_bf16(lo) | (static_cast<uint32_t>(codec::float_to_bf16(hi)) << 16);
+  else
+    return codec::float_to_f16(lo) | (static_cast<uint32_t>(codec::float_to_f16(hi)) << 16);
+#else
   uint32_t d;
   if constexpr (kBf16)
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
   else
     asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
   return d;
+#endif
 }
 template <bool kBf16>
 __device__ __forceinline__ float2 unpack2(uint32_t x) {
   if constexpr (kBf16)
     return make_float2(__uint_as_float(x << 16), __uint_as_float(x & 0xFFFF0000u));
-  __half2 h;
-  memcpy(&h, &x, 4);
-  return __half22float2(h);
+  return make_float2(codec::f16_to_float(static_cast<uint16_t>(x)),
+                     codec::f16_to_float(static_cast<uint16_t>(x >> 16)));
 }
+// a - b per f16 half, RNE.
 __device__ __forceinline__ uint32_t hsub2(uint32_t a, uint32_t b) {
+#if defined(KVQ_EMU)
+  const float2 x = unpack2<false>(a), y = unpack2<false>(b);
+  return pack2<false>(x.x - y.x, x.y - y.y);
+#else
   uint32_t d;
   asm("sub.rn.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(b));
   return d;
+#endif
 }
 
 // ---- element pairs -> f16x2 / bf16x2 -------------------------------------------------
@@ -361,7 +278,7 @@ __device__ __forceinline__ uint32_t nib_to_f16(uint32_t y, int shift, uint32_t z
 
 // ---- epilogue ------------------------------------------------------------------------
 
-// Stores n consecutive output values (n = 2 or 4) of one row at `dim`.
+// Stores n consecutive output values of one row at `dim` (RNE to the dtype).
 __device__ __forceinline__ void store_out(const Params& p, int64_t token, int hq, int dim,
                                           const float* v, int n) {
   unsigned char* row = static_cast<unsigned char*>(p.out) +
@@ -369,12 +286,10 @@ __device__ __forceinline__ void store_out(const Params& p, int64_t token, int hq
   if (p.out_dtype == 1) {
     float* o = reinterpret_cast<float*>(row) + dim;
     for (int i = 0; i < n; ++i) o[i] = v[i];
-  } else if (p.out_dtype == 3) {
-    auto* o = reinterpret_cast<__nv_bfloat16*>(row) + dim;
-    for (int i = 0; i < n; ++i) o[i] = __float2bfloat16_rn(v[i]);
   } else {
-    auto* o = reinterpret_cast<__half*>(row) + dim;
-    for (int i = 0; i < n; ++i) o[i] = __float2half_rn(v[i]);
+    uint16_t* o = reinterpret_cast<uint16_t*>(row) + dim;
+    for (int i = 0; i < n; ++i)
+      o[i] = p.out_dtype == 3 ? codec::float_to_bf16(v[i]) : codec::float_to_f16(v[i]);
   }
 }
 

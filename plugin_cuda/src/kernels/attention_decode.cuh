@@ -43,7 +43,7 @@ template <Kind K, int DP>
 __global__ void __launch_bounds__(256, 2) decode_kernel(const Params p) {
   using S = DecodeShape<DP>;
   constexpr bool kQkBf = qk_bf16(K), kPvBf = pv_bf16(K);
-  extern __shared__ __align__(16) unsigned char smem[];
+  KVQ_DYNAMIC_SMEM(smem);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;

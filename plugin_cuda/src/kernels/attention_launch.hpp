@@ -11,8 +11,7 @@ namespace kvq::cuda::attn {
 
 int launch_simt(const Params& p, cudaStream_t stream);
 int launch_merge(const Params& p, cudaStream_t stream);
-int simt_max_head_size();
-int merge_max_splits();
+int launch_verdict(const Params& p, cudaStream_t stream);  // when p.verdict != nullptr
 
 // What run_tc does: launch the decode or prefill kernel, or report its
 // occupancy (CTAs per SM) for `threads` threads and `smem` dynamic bytes.

@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(PrefillShape<DP>::kWarps * 32, 1)
   using S = PrefillShape<DP>;
   constexpr bool kQkBf = qk_bf16(K), kPvBf = pv_bf16(K);
   constexpr int kKt = S::kKt;
-  extern __shared__ __align__(16) unsigned char smem[];
+  KVQ_DYNAMIC_SMEM(smem);
 
   int seq, tile;
   find_tile(p, blockIdx.x, &seq, &tile);

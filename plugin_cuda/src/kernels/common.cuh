@@ -1,59 +1,38 @@
-// Small helpers shared by the kernel translation units (device side).
+// Device helpers shared by the kernel translation units. Compiled by nvcc,
+// or by a host C++ compiler with KVQ_EMU defined (plugin_cuda/tests/emu:
+// the kernels run on the CPU under a SIMT emulator in the tests).
 #pragma once
 
 #include "kernels.hpp"
+#include "layout.hpp"
 
+#if defined(KVQ_EMU)
+#include "simt_emu.hpp"
+#else
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdint>
+
+// A kernel defined in a header that one translation unit includes.
+#if defined(KVQ_EMU)
+#define KVQ_KERNEL static
+#define KVQ_DYNAMIC_SMEM(name) unsigned char* name = ::kvq_emu::dynamic_smem()
+#else
+#define KVQ_KERNEL static __global__
+#define KVQ_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 namespace kvq::cuda::detail {
 
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
 
-inline int64_t dtype_bytes(int32_t dtype) {
-  switch (dtype) {
-    case 1: return 4;
-    case 2:
-    case 3: return 2;
-    case 6:
-    case 7: return 1;
-    default: return 0;
-  }
-}
-
-inline bool is_model_dtype(int32_t dtype) {
-  return dtype == 1 || dtype == 2 || dtype == 3;
-}
-
-inline bool per_token_head(Codec c) {
-  return c == Codec::kInt8Pth || c == Codec::kFp8Pth || c == Codec::kInt4Pth;
-}
-inline bool quantized(Codec c) {
-  return c == Codec::kE4M3 || c == Codec::kE5M2 || per_token_head(c);
-}
-inline bool valid_codec(Codec c) {
-  return static_cast<int32_t>(c) >= 1 && static_cast<int32_t>(c) <= 8;
-}
-
-// Byte size of one stored element (int4: 0, rows are nibbles).
-inline int64_t element_bytes(Codec c) {
-  switch (c) {
-    case Codec::kF32: return 4;
-    case Codec::kBF16:
-    case Codec::kF16: return 2;
-    case Codec::kInt4Pth: return 0;
-    default: return 1;
-  }
-}
-
-// True when the layout is self-consistent and matches the codec's rows.
-bool layout_ok(Codec codec, const CacheLayout& l);
-
+#if !defined(KVQ_EMU)
 // A launch's error, or the sticky error of an earlier asynchronous one.
 inline int last_launch_error() {
   return static_cast<int>(cudaGetLastError());
 }
+#endif
 
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
