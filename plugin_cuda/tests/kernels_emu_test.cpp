@@ -101,8 +101,9 @@ AttentionPlan emu_attention(const AttentionArgs& a, int num_sms, int occupancy) 
     if (pl.dp == 128) run_dp<128>(pl, p, a);
     if (pl.dp == 256) run_dp<256>(pl, p, a);
     if (pl.pub.decode_splits > 1 || pl.pub.prefill_splits > 1)
-      kvq_emu::launch(Dim3{static_cast<unsigned>(a.num_tokens * p.hq), 1, 1}, Dim3{128, 1, 1}, 0,
-                      [&] { attn::merge_kernel(p); });
+      kvq_emu::launch(Dim3{static_cast<unsigned>(a.num_tokens * p.hq),
+                           static_cast<unsigned>((p.dv + attn::kMergeDims - 1) / attn::kMergeDims), 1},
+                      Dim3{attn::kMergeThreads, 1, 1}, 0, [&] { attn::merge_kernel(p); });
   }
   if (a.verdict != nullptr) kvq_emu::launch(Dim3{}, Dim3{}, 0, [&] { attn::verdict_kernel(p); });
   return pl.pub;

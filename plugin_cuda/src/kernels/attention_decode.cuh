@@ -312,35 +312,38 @@ __global__ void __launch_bounds__(256, 2) decode_kernel(const Params p) {
     for (int c = 0; c < S::kChunksV; ++c) {
       const int dd = vsl * S::kDvw + 32 * c + 4 * g;  // this lane's 4 dims
       if (vsl * S::kDvw + 32 * c >= p.dv) break;
+      // this lane's 4 dims of keys 2t, 2t+1, 2t+8, 2t+9 (zero off the key range)
+      uint32_t w[4][2] = {};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if constexpr (wide_elems(K)) {
+          const uint2 x = lds64(vrow[i] + 2 * dd);
+          w[i][0] = vv[i] ? x.x : 0u;
+          w[i][1] = vv[i] ? x.y : 0u;
+        } else if constexpr (K == Kind::kI4) {
+          w[i][0] = vv[i] ? lds16(vrow[i] + dd / 2) : 0u;
+        } else {
+          w[i][0] = vv[i] ? lds32(vrow[i] + dd) : 0u;
+        }
+      }
 #pragma unroll
       for (int tau = 0; tau < 2; ++tau) {
         uint32_t a[4];
         if constexpr (wide_elems(K)) {
-          uint32_t w[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const uint2 x = lds64(vrow[i] + 2 * dd);
-            w[i] = vv[i] ? (tau ? x.y : x.x) : 0u;
-          }
-          a[0] = __byte_perm(w[0], w[1], 0x5410);
-          a[1] = __byte_perm(w[0], w[1], 0x7632);
-          a[2] = __byte_perm(w[2], w[3], 0x5410);
-          a[3] = __byte_perm(w[2], w[3], 0x7632);
+          a[0] = __byte_perm(w[0][tau], w[1][tau], 0x5410);
+          a[1] = __byte_perm(w[0][tau], w[1][tau], 0x7632);
+          a[2] = __byte_perm(w[2][tau], w[3][tau], 0x5410);
+          a[3] = __byte_perm(w[2][tau], w[3][tau], 0x7632);
         } else if constexpr (K == Kind::kI4) {
-          uint32_t w[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) w[i] = vv[i] ? lds16(vrow[i] + dd / 2) : 0u;
-          const uint32_t y0 = w[0] | (w[1] << 16), y1 = w[2] | (w[3] << 16);
+          const uint32_t y0 = w[0][0] | (w[1][0] << 16), y1 = w[2][0] | (w[3][0] << 16);
           a[0] = nib_to_f16(y0, 8 * tau, zpv[0]);
           a[1] = nib_to_f16(y0, 8 * tau + 4, zpv[0]);
           a[2] = nib_to_f16(y1, 8 * tau, zpv[1]);
           a[3] = nib_to_f16(y1, 8 * tau + 4, zpv[1]);
         } else {
-          uint32_t w[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) w[i] = vv[i] ? lds32(vrow[i] + dd) : 0u;
           const uint32_t sel = tau ? 0x7362u : 0x5140u;
-          const uint32_t x0 = __byte_perm(w[0], w[1], sel), x1 = __byte_perm(w[2], w[3], sel);
+          const uint32_t x0 = __byte_perm(w[0][0], w[1][0], sel);
+          const uint32_t x1 = __byte_perm(w[2][0], w[3][0], sel);
           a[0] = codes_to_reg<K>(x0, vs_tensor);
           a[1] = codes_to_reg<K>(x0 >> 16, vs_tensor);
           a[2] = codes_to_reg<K>(x1, vs_tensor);
@@ -397,7 +400,7 @@ __global__ void __launch_bounds__(256, 2) decode_kernel(const Params p) {
         store_out(p, tok, hq, dd, v, 4);
       }
     } else {
-      float* row = p.ws + decode_partial_row(p, seq, split, kvh, r) * (p.dv + 2);
+      float* row = p.ws + decode_partial_row(p, seq, split, kvh, r) * partial_row_floats(p.dv);
       if (g == 0 && vsl == 0) {
         row[0] = m[i];
         row[1] = l[i];
@@ -406,10 +409,9 @@ __global__ void __launch_bounds__(256, 2) decode_kernel(const Params p) {
       for (int c = 0; c < S::kChunksV; ++c) {
         const int dd = vsl * S::kDvw + 32 * c + 4 * g;
         if (dd >= p.dv) continue;
-        row[2 + dd] = o[2 * c][i] * vf;
-        row[3 + dd] = o[2 * c][2 + i] * vf;
-        row[4 + dd] = o[2 * c + 1][i] * vf;
-        row[5 + dd] = o[2 * c + 1][2 + i] * vf;
+        *reinterpret_cast<float4*>(row + 4 + dd) =
+            make_float4(o[2 * c][i] * vf, o[2 * c][2 + i] * vf, o[2 * c + 1][i] * vf,
+                        o[2 * c + 1][2 + i] * vf);
       }
     }
   }

@@ -64,6 +64,12 @@ constexpr float k_unit(Kind k) {
   return (k == Kind::kP8 || k == Kind::kE4M3Q) ? 256.0f : 1.0f;
 }
 
+// A split partial row: m, l, 2 pad floats, then Dv accumulators (16-byte
+// aligned for vector stores and loads), padded to a multiple of 4 floats.
+KVQ_HD int64_t partial_row_floats(int64_t dv) {
+  return 4 + (dv + 3) / 4 * 4;
+}
+
 // The fp32 SIMT kernel's largest head sizes; the merge kernel's largest split count.
 constexpr int kSimtMaxD = 512;
 constexpr int kMergeMaxSplits = 1024;
@@ -113,7 +119,7 @@ inline int prefill_smem_bytes(int64_t rb) {
   using S = PrefillShape<DP>;
   return 2 * 2 * S::kKt * prefill_slot_bytes(rb)  // raw stages
          + 2 * S::kKt * S::kPitch                 // Kt, Vt
-         + 4 * S::kKt * 4;                        // kf, vsc, zpk, zpv
+         + 5 * S::kKt * 4;                        // kf, vsc, zpk, zpv, row offsets
 }
 
 // ---- parameters --------------------------------------------------------------------

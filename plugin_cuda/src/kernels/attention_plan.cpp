@@ -162,7 +162,7 @@ Plan make_plan(const AttentionArgs& a, int num_sms, const OccupancyFn& occupancy
   const int64_t pre_rows =
       pl.prefill && pub.prefill_splits > 1 ? pub.prefill_splits * a.num_tokens * a.num_heads : 0;
   pl.ws_prefill_base = dec_rows;
-  pub.workspace_bytes = (dec_rows + pre_rows) * (dv + 2) * static_cast<int64_t>(sizeof(float));
+  pub.workspace_bytes = (dec_rows + pre_rows) * partial_row_floats(dv) * static_cast<int64_t>(sizeof(float));
   return pl;
 }
 

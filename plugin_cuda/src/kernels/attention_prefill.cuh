@@ -85,6 +85,7 @@ __global__ void __launch_bounds__(PrefillShape<DP>::kWarps * 32, 1)
   float* s_vsc = s_kf + kKt;
   float* s_zpk = s_vsc + kKt;
   float* s_zpv = s_zpk + kKt;
+  int* s_off = reinterpret_cast<int*>(s_zpv + kKt);  // row address mod 16, -1 off range
   const float ks_tensor = kv_scale(p.k_scales, p.nkvs, kvh);
   const float vs_tensor = kv_scale(p.v_scales, p.nkvs, kvh);
 
@@ -180,11 +181,12 @@ __global__ void __launch_bounds__(PrefillShape<DP>::kWarps * 32, 1)
     const uint32_t buf = sraw + (s & 1) * 2 * kKt * slot;
     cp_async_wait<1>();
     __syncthreads();
-    // ---- per-key scalars ----
+    // ---- per-key scalars (and each row's address mod 16) ----
     if (threadIdx.x < kKt) {
       const int k = threadIdx.x, j = j0 + k;
       const bool valid = j >= kr.kb && j < kr.ke;
-      const uint32_t kr0 = buf + k * slot + row_off(j), vr0 = buf + (kKt + k) * slot + row_off(j);
+      const int off = row_off(j);
+      const uint32_t kr0 = buf + k * slot + off, vr0 = buf + (kKt + k) * slot + off;
       float kf = ks_tensor * k_unit(K), vsc = 1.0f, zk = 0.0f, zv = 0.0f;
       if constexpr (rounded_fp8(K) || wide_elems(K)) kf = 1.0f;
       if constexpr (K == Kind::kI4) {
@@ -204,36 +206,41 @@ __global__ void __launch_bounds__(PrefillShape<DP>::kWarps * 32, 1)
       s_vsc[k] = valid ? vsc : 0.0f;
       s_zpk[k] = zk;
       s_zpv[k] = zv;
+      s_off[k] = valid ? off : -1;
     }
     __syncthreads();
-    // ---- dequantize raw rows into Kt / Vt (4 dims per item) ----
-    constexpr int kItems = 2 * kKt * (DP / 4);
-    for (int it = threadIdx.x; it < kItems; it += blockDim.x) {
-      const int plane = it / (kKt * (DP / 4));
-      const int rem = it % (kKt * (DP / 4));
-      const int k = rem / (DP / 4), q4 = rem % (DP / 4), j = j0 + k;
+    // ---- dequantize: one warp per raw row, lanes over 4-dim groups ----
+    for (int rw = warp; rw < 2 * kKt; rw += S::kWarps) {
+      const int plane = rw / kKt, k = rw % kKt, off = s_off[k];
       const int lim = plane ? p.dv : p.d;
-      const uint32_t src = buf + (plane * kKt + k) * slot + row_off(j);
-      uint32_t x = 0u, y = 0u;
-      if (j >= kr.kb && j < kr.ke && 4 * q4 < lim) {
-        if constexpr (wide_elems(K)) {
-          const uint2 w = lds64(src + 8 * q4);
-          x = w.x;
-          y = w.y;
-        } else if constexpr (K == Kind::kI4) {
-          const uint32_t w = lds16(src + 2 * q4);
-          const float z = plane ? s_zpv[k] : s_zpk[k];
-          const uint32_t z2 = pack2<false>(1024.0f + z, 1024.0f + z);
-          x = nib_to_f16((w & 0xFu) | ((w << 12) & 0xF0000u), 0, z2);
-          y = nib_to_f16(((w >> 8) & 0xFu) | ((w << 4) & 0xF0000u), 0, z2);
-        } else {
-          const uint32_t w = lds32(src + 4 * q4);
-          const float sc = plane ? vs_tensor : ks_tensor;
-          x = codes_to_reg<K>(w, sc);
-          y = codes_to_reg<K>(w >> 16, sc);
-        }
+      const uint32_t src = buf + rw * slot + off;
+      const uint32_t dst = (plane ? svt : skt) + k * S::kPitch;
+      uint32_t z2 = 0u;
+      if constexpr (K == Kind::kI4) {
+        const float z = plane ? s_zpv[k] : s_zpk[k];
+        z2 = pack2<false>(1024.0f + z, 1024.0f + z);
       }
-      sts64((plane ? svt : skt) + k * S::kPitch + 8 * q4, x, y);
+#pragma unroll
+      for (int q4 = lane; q4 < DP / 4; q4 += 32) {
+        uint32_t x = 0u, y = 0u;  // keys off the range and dims past D stay 0
+        if (off >= 0 && 4 * q4 < lim) {
+          if constexpr (wide_elems(K)) {
+            const uint2 w = lds64(src + 8 * q4);
+            x = w.x;
+            y = w.y;
+          } else if constexpr (K == Kind::kI4) {
+            const uint32_t w = lds16(src + 2 * q4);
+            x = nib_to_f16((w & 0xFu) | ((w << 12) & 0xF0000u), 0, z2);
+            y = nib_to_f16(((w >> 8) & 0xFu) | ((w << 4) & 0xF0000u), 0, z2);
+          } else {
+            const uint32_t w = lds32(src + 4 * q4);
+            const float sc = plane ? vs_tensor : ks_tensor;
+            x = codes_to_reg<K>(w, sc);
+            y = codes_to_reg<K>(w >> 16, sc);
+          }
+        }
+        sts64(dst + 8 * q4, x, y);
+      }
     }
     __syncthreads();
     if (s + 2 < ntile) issue(s + 2);
@@ -380,7 +387,7 @@ __global__ void __launch_bounds__(PrefillShape<DP>::kWarps * 32, 1)
         store_out(p, tokr[i], hqr[i], dim, v, 2);
       }
     } else {
-      float* row = p.ws + prefill_partial_row(p, split, tokr[i], hqr[i]) * (p.dv + 2);
+      float* row = p.ws + prefill_partial_row(p, split, tokr[i], hqr[i]) * partial_row_floats(p.dv);
       if (t == 0 && vsl == 0) {
         row[0] = m[i];
         row[1] = l[i];
@@ -389,8 +396,7 @@ __global__ void __launch_bounds__(PrefillShape<DP>::kWarps * 32, 1)
       for (int n = 0; n < S::kDvw / 8; ++n) {
         const int dim = vsl * S::kDvw + 8 * n + 2 * t;
         if (dim >= p.dv) break;
-        row[2 + dim] = o[n][2 * i] * vf;
-        row[3 + dim] = o[n][2 * i + 1] * vf;
+        *reinterpret_cast<float2*>(row + 4 + dim) = make_float2(o[n][2 * i] * vf, o[n][2 * i + 1] * vf);
       }
     }
   }

@@ -10,7 +10,9 @@ int launch_simt(const Params& p, cudaStream_t stream) {
 }
 
 int launch_merge(const Params& p, cudaStream_t stream) {
-  merge_kernel<<<static_cast<unsigned>(p.num_tokens * p.hq), 128, 0, stream>>>(p);
+  const dim3 grid(static_cast<unsigned>(p.num_tokens * p.hq),
+                  static_cast<unsigned>((p.dv + kMergeDims - 1) / kMergeDims));
+  merge_kernel<<<grid, kMergeThreads, 0, stream>>>(p);
   return detail::last_launch_error();
 }
 

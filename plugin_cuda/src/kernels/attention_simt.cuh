@@ -138,10 +138,16 @@ KVQ_KERNEL void __launch_bounds__(kSimtWarps * 32) simt_kernel(const Params p) {
   }
 }
 
-KVQ_KERNEL void __launch_bounds__(128) merge_kernel(const Params p) {
+// Grid (token * Hq, ceil(Dv / 32)), 128 threads: 8 lanes of 4 dims (one
+// float4 each) x 16 groups of splits, so each thread has few loads and many
+// are in flight; partial sums are added in a fixed order (deterministic).
+constexpr int kMergeThreads = 128, kMergeDims = 32, kMergeGroups = kMergeThreads / (kMergeDims / 4);
+
+KVQ_KERNEL void __launch_bounds__(kMergeThreads) merge_kernel(const Params p) {
   __shared__ float s_w[kMergeMaxSplits];
-  __shared__ float s_red[128];
-  const int tid = threadIdx.x, nt = blockDim.x;
+  __shared__ float s_red[kMergeThreads];
+  __shared__ float4 s_acc[kMergeGroups][kMergeDims / 4];
+  const int tid = threadIdx.x;
   const int64_t token = blockIdx.x / p.hq;
   const int hq = static_cast<int>(blockIdx.x % p.hq), kvh = hq / p.group;
   const int seq = find_seq(p, token);
@@ -150,26 +156,26 @@ KVQ_KERNEL void __launch_bounds__(128) merge_kernel(const Params p) {
   const int splits = dec ? p.splits_d : p.splits_p;
   if (splits == 1) return;  // written by the attention kernel itself
   const int r = static_cast<int>(token - qs) * p.group + hq % p.group;
+  const int64_t rf = partial_row_floats(p.dv);
   auto row = [&](int s) -> const float* {
     const int64_t pr = dec ? decode_partial_row(p, seq, s, kvh, r) : prefill_partial_row(p, s, token, hq);
-    return p.ws + pr * (p.dv + 2);
+    return p.ws + pr * rf;
   };
-  // max of the split maxima (and the sink)
+  // max of the split maxima and the sink
   float mx = -INFINITY;
-  for (int s = tid; s < splits; s += nt) mx = fmaxf(mx, row(s)[0]);
+  for (int s = tid; s < splits; s += kMergeThreads) mx = fmaxf(mx, row(s)[0]);
   s_red[tid] = mx;
   __syncthreads();
-  for (int w = nt / 2; w > 0; w >>= 1) {
+  for (int w = kMergeThreads / 2; w > 0; w >>= 1) {
     if (tid < w) s_red[tid] = fmaxf(s_red[tid], s_red[tid + w]);
     __syncthreads();
   }
-  float mf = s_red[0];
   const float sink = p.sinks != nullptr ? p.sinks[hq] : -INFINITY;
-  mf = fmaxf(mf, sink);
+  const float mf = fmaxf(s_red[0], sink);
   __syncthreads();
-  // weights and the denominator, summed in a fixed tree order
+  // weights and the denominator (fixed tree order)
   float part = 0.0f;
-  for (int s = tid; s < splits; s += nt) {
+  for (int s = tid; s < splits; s += kMergeThreads) {
     const float* pr = row(s);
     const float w = pr[0] == -INFINITY ? 0.0f : __expf(pr[0] - mf);
     s_w[s] = w;
@@ -177,19 +183,43 @@ KVQ_KERNEL void __launch_bounds__(128) merge_kernel(const Params p) {
   }
   s_red[tid] = part;
   __syncthreads();
-  for (int w = nt / 2; w > 0; w >>= 1) {
+  for (int w = kMergeThreads / 2; w > 0; w >>= 1) {
     if (tid < w) s_red[tid] += s_red[tid + w];
     __syncthreads();
   }
   float lf = s_red[0];
   if (p.sinks != nullptr) lf += __expf(sink - mf);
   const float inv = lf > 0.0f ? 1.0f / lf : 0.0f;
-  for (int i = tid; i < p.dv; i += nt) {
-    float v = 0.0f;
-    for (int s = 0; s < splits; ++s)
-      if (s_w[s] != 0.0f) v += s_w[s] * row(s)[2 + i];
-    v *= inv;
-    store_out(p, token, hq, i, &v, 1);
+  // accumulators: lane dq owns dims 4dq..4dq+3 of this CTA's 32; group sg
+  // the splits sg, sg + 16, ...
+  const int dq = tid % (kMergeDims / 4), sg = tid / (kMergeDims / 4);
+  const int dim = blockIdx.y * kMergeDims + 4 * dq;
+  float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (dim < p.dv) {
+#pragma unroll 4
+    for (int s = sg; s < splits; s += kMergeGroups) {
+      const float w = s_w[s];
+      if (w == 0.0f) continue;  // empty split: its accumulators are not read
+      const float4 x = *reinterpret_cast<const float4*>(row(s) + 4 + dim);
+      acc.x += w * x.x;
+      acc.y += w * x.y;
+      acc.z += w * x.z;
+      acc.w += w * x.w;
+    }
+  }
+  s_acc[sg][dq] = acc;
+  __syncthreads();
+  if (tid < kMergeDims / 4 && dim < p.dv) {
+    float4 v = s_acc[0][tid];
+    for (int g2 = 1; g2 < kMergeGroups; ++g2) {
+      const float4 x = s_acc[g2][tid];
+      v.x += x.x;
+      v.y += x.y;
+      v.z += x.z;
+      v.w += x.w;
+    }
+    const float out[4] = {v.x * inv, v.y * inv, v.z * inv, v.w * inv};
+    store_out(p, token, hq, dim, out, 4);
   }
 }
 
