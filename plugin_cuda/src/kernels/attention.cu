@@ -9,6 +9,9 @@
 #include "attention_plan.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 namespace kvq::cuda {
 namespace {
@@ -44,14 +47,30 @@ int run(const Plan& pl, const Params& p, const TcLaunch& l) {
   }
 }
 
+// CTAs per SM of a plan's decode or prefill kernel, cached per (device,
+// kind, head size, kernel, threads, shared bytes): the planner runs on every
+// call and the occupancy query costs a driver round trip.
 int occupancy(const Plan& pl, bool prefill) {
+  int device = 0;
+  cudaGetDevice(&device);
+  const int threads = prefill ? pl.pre_threads : pl.dec_threads;
+  const int smem = prefill ? pl.pre_smem : pl.dec_smem;
+  const auto key = std::make_tuple(device, static_cast<int>(pl.kind), pl.dp, prefill, threads, smem);
+  static std::mutex mu;
+  static std::map<decltype(key), int> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  }
   int occ = 0;
   Params dummy{};
-  const TcLaunch l{prefill ? TcOp::kPrefillOccupancy : TcOp::kDecodeOccupancy, dim3(1),
-                   prefill ? pl.pre_threads : pl.dec_threads, prefill ? pl.pre_smem : pl.dec_smem,
-                   nullptr, &occ};
+  const TcLaunch l{prefill ? TcOp::kPrefillOccupancy : TcOp::kDecodeOccupancy, dim3(1), threads,
+                   smem, nullptr, &occ};
   if (run(pl, dummy, l) != 0) return 1;
-  return std::max(occ, 1);
+  occ = std::max(occ, 1);
+  std::lock_guard<std::mutex> lock(mu);
+  cache.emplace(key, occ);
+  return occ;
 }
 
 Plan make_plan(const AttentionArgs& a, int num_sms) {

@@ -131,12 +131,14 @@ __global__ void __launch_bounds__(256, 2) decode_kernel(const Params p) {
     }
   };
 
-  // Shared address of key k's row (K plane 0, V plane 1) in stage buffer `buf`:
-  // spans keep their global address mod 16.
+  // Shared address of key k's row (K plane 0, V plane 1) in stage buffer
+  // `buf`: spans keep their global address mod 16, which is
+  // ((slot0 + k) * hkv * rb + h0 * rb + cache) mod 16.
+  const int tok_mod = static_cast<int>((p.hkv * p.rb) & 15);
+  const int base_mod =
+      static_cast<int>((h0 * p.rb + static_cast<int64_t>(reinterpret_cast<uintptr_t>(p.cache))) & 15);
   auto row_addr = [&](uint32_t buf, int plane, int slot0, int k) -> uint32_t {
-    const int off = static_cast<int>(
-        ((static_cast<int64_t>(slot0 + k) * p.hkv + h0) * p.rb + reinterpret_cast<uintptr_t>(p.cache)) &
-        15);
+    const int off = ((slot0 + k) * tok_mod + base_mod) & 15;
     return buf + (plane * kStageKeys + k) * slot + off + hl * rb;
   };
 
