@@ -155,7 +155,7 @@ struct AttentionPlan {
   int32_t path;           // 0 tensor-core kernels, 1 fp32 SIMT kernel (fp32 query or
                           // cache, head sizes not multiples of 4 or > 256, other dtype mixes)
   int32_t padded_head;    // tensor-core path: 64, 128 or 256
-  int32_t decode_splits;  // key splits per decode sequence (query_len * Hq/Hkv <= 16)
+  int32_t decode_splits;  // key splits per decode sequence (query_len * Hq/Hkv <= 8)
   int32_t prefill_splits; // key splits per prefill tile
   int32_t heads_per_cta;  // KV heads one decode CTA reads together
   int64_t workspace_bytes;
