@@ -99,8 +99,9 @@ int launch_cache_init(Codec codec, const CacheLayout& layout, unsigned char* cac
 // The device-written verdict of one attention call (optional). code 0 ok;
 // 3: a block-table entry the call reads is < 0 or >= num_blocks (seq = the
 // sequence, index = the entry's position in its row, value = the entry; the
-// lowest (seq, index) is reported). Keys in such a block are read as zeros,
-// so the output is meaningless but no memory outside the cache is touched.
+// lowest (seq, index) is reported). Such a block is not read (its keys see
+// stale shared memory: the output is meaningless), so no memory outside the
+// cache is touched.
 struct AttentionVerdict {
   int32_t code;
   int32_t value;
