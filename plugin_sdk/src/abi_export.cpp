@@ -241,8 +241,7 @@ kvq_error* supports(const kvq_layer* l, const kvq_forward_args* args) {
   return guard([&] {
     const Layer& layer = require(l, "layer").layer;
     const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, false,
-                                            layer.impl().forward_spec(layer),
-                                            layer.memory_space());
+                                            layer.impl().forward_spec(layer), layer.memory_space());
     layer.impl().check_forward(layer, b);
   });
 }
@@ -251,8 +250,7 @@ kvq_error* forward(kvq_layer* l, const kvq_forward_args* args) {
   return guard([&] {
     Layer& layer = require(l, "layer").layer;
     const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, true,
-                                            layer.impl().forward_spec(layer),
-                                            layer.memory_space());
+                                            layer.impl().forward_spec(layer), layer.memory_space());
     layer.impl().check_forward(layer, b);
     layer.impl().forward(layer, b);
   });
@@ -298,18 +296,18 @@ kvq_error* scheme_apply(kvq_layer* l) {
 }
 
 void write_param_info(const Param& p, kvq_param_info* out) {
-    kvq_param_info info{};
-    info.name = p.name.c_str();
-    info.loader = p.loader.c_str();
-    info.dtype = p.dtype;
-    info.ndim = static_cast<int32_t>(p.shape.size());
-    for (size_t i = 0; i < p.shape.size(); ++i) info.shape[i] = p.shape[i];
-    info.trainable = p.trainable;
-    info.derived = p.derived;
-    info.loaded = p.loaded;
-    info.role = p.derived ? KVQ_PARAM_ROLE_DERIVED : p.role;
-    info.load_shapes = p.load_shapes.c_str();
-    write_struct(out, info);
+  kvq_param_info info{};
+  info.name = p.name.c_str();
+  info.loader = p.loader.c_str();
+  info.dtype = p.dtype;
+  info.ndim = static_cast<int32_t>(p.shape.size());
+  for (size_t i = 0; i < p.shape.size(); ++i) info.shape[i] = p.shape[i];
+  info.trainable = p.trainable;
+  info.derived = p.derived;
+  info.loaded = p.loaded;
+  info.role = p.derived ? KVQ_PARAM_ROLE_DERIVED : p.role;
+  info.load_shapes = p.load_shapes.c_str();
+  write_struct(out, info);
 }
 
 const Param& param_at(const Layer& layer, int64_t index) {
@@ -403,14 +401,16 @@ kvq_error* select_scheme(const kvq_instance* inst, const char* description, cons
 
 kvq_error* param_load2(kvq_layer* l, const kvq_param_load_args* in) {
   kvq_param_load_args a{};
-  if (kvq_error* e = guard([&] { a = read_struct(in, KVQ_PARAM_LOAD_ARGS_SIZE, "param_load args"); }))
+  if (kvq_error* e =
+          guard([&] { a = read_struct(in, KVQ_PARAM_LOAD_ARGS_SIZE, "param_load args"); }))
     return e;
   return param_load(l, a.name, a.loaded, a.tp_rank, a.tp_size == 0 ? 1 : a.tp_size);
 }
 
 kvq_error* param_read2(const kvq_layer* l, const kvq_param_read_args* in) {
   kvq_param_read_args a{};
-  if (kvq_error* e = guard([&] { a = read_struct(in, KVQ_PARAM_READ_ARGS_SIZE, "param_read args"); }))
+  if (kvq_error* e =
+          guard([&] { a = read_struct(in, KVQ_PARAM_READ_ARGS_SIZE, "param_read args"); }))
     return e;
   return param_read(l, a.name, a.dst);
 }

@@ -21,8 +21,9 @@ Device& device_of(kvq_instance* inst) {
 bool on_device(int32_t device_type, const Device& d, const char* what) {
   if (device_type == KVQ_DEVICE_CPU) return false;
   if (device_type == d.type()) return true;
-  fail(KVQ_ERR_INVALID_ARGUMENT, "{}: device type {} ({}) is neither the host's nor this plugin's ({})",
-       what, device_type, kvq_device_type_name(device_type), kvq_device_type_name(d.type()));
+  fail(KVQ_ERR_INVALID_ARGUMENT,
+       "{}: device type {} ({}) is neither the host's nor this plugin's ({})", what, device_type,
+       kvq_device_type_name(device_type), kvq_device_type_name(d.type()));
 }
 
 }  // namespace

@@ -114,8 +114,8 @@ ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
     b.key.expect(c.model_dtype, {b.num_tokens, c.num_kv_heads, c.head_size});
     b.value.expect(c.model_dtype, {b.num_tokens, c.num_kv_heads, c.head_size_v});
   }
-  b.alibi_slopes = optional_view(args.alibi_slopes, "alibi_slopes", true, space,
-                                 Placement::kHostOrDevice);
+  b.alibi_slopes =
+      optional_view(args.alibi_slopes, "alibi_slopes", true, space, Placement::kHostOrDevice);
   if (b.alibi_slopes.present()) b.alibi_slopes.expect(KVQ_DTYPE_F32, {c.num_heads});
   b.sinks = optional_view(args.sinks, "sinks", true, space, Placement::kHostOrDevice);
   if (b.sinks.present()) b.sinks.expect(KVQ_DTYPE_F32, {c.num_heads});

@@ -105,8 +105,7 @@ const SchemeDefinition* SchemeRegistry::find(std::string_view quant_type,
 
 void LayerImpl::cache_init(const Layer& layer, const CacheView& cache) const {
   if (!cache.host_accessible())
-    fail(KVQ_ERR_INTERNAL, "{}: a device cache needs the implementation's own cache_init",
-         name());
+    fail(KVQ_ERR_INTERNAL, "{}: a device cache needs the implementation's own cache_init", name());
   const kvq_cache_geometry& g = cache.geometry();
   std::memset(cache.base(), 0, static_cast<size_t>(cache.num_blocks() * g.bytes_per_block));
   if (!layer.mode().per_token_head) return;

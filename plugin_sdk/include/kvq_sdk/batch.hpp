@@ -46,10 +46,10 @@ class CacheView {
 };
 
 struct WriteBatch {
-  TensorView key;              // [T, H_kv, D]
-  TensorView value;            // [T, H_kv, Dv]
-  TensorView slot_mapping;     // [T] I64
-  int64_t num_tokens = 0;      // rows to write
+  TensorView key;           // [T, H_kv, D]
+  TensorView value;         // [T, H_kv, Dv]
+  TensorView slot_mapping;  // [T] I64
+  int64_t num_tokens = 0;   // rows to write
   // The first num_tokens slots, checked against the cache, when the slot
   // mapping is host-accessible; empty when it is device memory (the
   // implementation validates it on the device before writing).
@@ -72,7 +72,7 @@ struct ForwardBatch {
   TensorView query, key, value, output, alibi_slopes, sinks, head_weights;
   TensorView query_start_loc_view, seq_lens_view, block_table_view;  // as given
   CacheView cache;
-  std::vector<SequenceSlice> seqs;   // always on the host (downloaded if need be)
+  std::vector<SequenceSlice> seqs;  // always on the host (downloaded if need be)
   // [S, max_blocks] row-major copy, checked against the cache, when the
   // block table is host-accessible; empty when it is device memory (the
   // implementation validates the entries it reads on the device).
@@ -98,7 +98,7 @@ struct ForwardSpec {
 // (supports()); the batch description (query_start_loc, seq_lens,
 // block_table) is always read.
 ForwardBatch validate_forward(const LayerConfig& config, const kvq_cache_geometry& geometry,
-                              const kvq_forward_args* args, bool need_data,
-                              const ForwardSpec& spec, const MemorySpace& space = {});
+                              const kvq_forward_args* args, bool need_data, const ForwardSpec& spec,
+                              const MemorySpace& space = {});
 
 }  // namespace kvq::sdk

@@ -54,7 +54,7 @@ struct Param {
   bool derived = false;
   bool loaded = false;
   int32_t role = KVQ_PARAM_ROLE_OTHER;  // KVQ_PARAM_ROLE_*
-  std::string load_shapes;  // checkpoint shapes the loader accepts (kvq_param_info)
+  std::string load_shapes;              // checkpoint shapes the loader accepts (kvq_param_info)
 
   int64_t numel() const;
   float get(int64_t i) const;
