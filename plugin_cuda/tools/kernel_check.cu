@@ -517,7 +517,9 @@ void bench(Ctx& ctx, const Bench& bc, double copy_gbs) {
   a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(d));
   a.k_scales = a.v_scales = dsc.get<float>();
   a.num_kv_scales = 1;
+  a.block_table = tables[0].get<int32_t>();  // the plan checks every pointer
   const AttentionPlan plan = attention_plan(a, ctx.num_sms);
+  CK(static_cast<cudaError_t>(plan.error));
   DevMem ws(static_cast<size_t>(plan.workspace_bytes));
   a.workspace = ws.get<float>();
   a.workspace_bytes = plan.workspace_bytes;

@@ -86,9 +86,15 @@ void instance_destroy(kvq_instance* i) {
 kvq_error* probe(kvq_probe_result* out) {
   return guard([&] {
     check_out_struct(out, KVQ_PROBE_RESULT_SIZE, "probe result");
+    // Computed once (the machine does not change under a process); the
+    // result's strings are static, as the ABI says.
+    static const std::string reason = [] {
+      const PluginDefinition& def = plugin_definition();
+      return def.unavailable_reason ? def.unavailable_reason() : std::string();
+    }();
     kvq_probe_result r{};
-    r.can_run = 1;  // the kernels are built for the baseline ISA
-    r.reason = "";
+    r.can_run = reason.empty() ? 1 : 0;  // CPU kernels are built for the baseline ISA
+    r.reason = reason.c_str();
     r.simd_level = simd_level();
     write_struct(out, r);
   });

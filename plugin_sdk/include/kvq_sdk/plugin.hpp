@@ -172,6 +172,9 @@ struct PluginDefinition {
   // (OUT_OF_RANGE for one it does not have); empty for a CPU plugin. Its
   // entry returns device_plugin_api() (abi_export.hpp).
   std::function<std::unique_ptr<Device>(int32_t ordinal)> open_device;
+  // Optional, for the probe (callable before negotiate): why this plugin
+  // cannot run on this machine (e.g. "no CUDA device"), or "" when it can.
+  std::function<std::string()> unavailable_reason;
 };
 
 // Defined by each plugin: its (immutable) definition.
