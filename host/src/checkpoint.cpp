@@ -14,20 +14,12 @@
 #include "kvq_host/attention_model.hpp"
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/errors.hpp"
+#include "kvq_host/text_file.hpp"
 
 namespace kvq::host {
 namespace {
 
 using nlohmann::json;
-
-std::string read_file_text(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: cannot open the file", file.string()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(fmt::format("{}: reading failed", file.string()));
-  return text.str();
-}
 
 json parse_json_object(const std::filesystem::path& file, const std::string& text) {
   json j;
@@ -89,7 +81,7 @@ ModelDtype config_dtype(const std::filesystem::path& file, const json& j) {
 }
 
 CheckpointConfig read_config(const std::filesystem::path& file) {
-  const json j = parse_json_object(file, read_file_text(file));
+  const json j = parse_json_object(file, read_text_file(file, "checkpoint file"));
   CheckpointConfig c;
   c.num_layers = required_integer(file, j, "num_hidden_layers", 1, 4096);
   c.num_heads = required_integer(file, j, "num_attention_heads", 1, 65536);
@@ -248,7 +240,7 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
 
   const std::filesystem::path description_file = c.description_path();
   if (std::filesystem::exists(description_file, ec)) {
-    c.description_ = read_file_text(description_file);
+    c.description_ = read_text_file(description_file, "quantization description");
     const json j = parse_json_object(description_file, *c.description_);
     const auto it = j.find(kDescriptionKvCacheSchemeKey);
     if (it != j.end()) {

@@ -157,6 +157,9 @@ class ServingLoop {
       progress.update(finished_, scheduler_.num_running(), scheduler_.num_waiting());
       const double now = clock_.now();
       admit_arrivals(now);
+      // Requests refused at admission (they can never be served) finish
+      // there: the last arrivals may have been exactly those.
+      if (finished_ >= total()) break;
       const StepPlan plan = scheduler_.schedule();
       if (plan.empty()) {
         wait_for_next_arrival(now);
