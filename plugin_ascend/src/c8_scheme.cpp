@@ -5,7 +5,11 @@
 #include "kvq_sdk/dtype.hpp"
 #include "kvq_sdk/error.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string_view>
+#include <vector>
 
 namespace kvq::ascend {
 namespace {
@@ -83,8 +87,13 @@ void c8_scale_loader(sdk::Param& param, const sdk::TensorView& loaded, const sdk
     if (loaded.dim(i) != 1) squeezed.push_back(loaded.dim(i));
   if (!loaded.contiguous())
     sdk::fail(KVQ_ERR_UNSUPPORTED, "{}: the loaded tensor is not contiguous", param.name);
-  if (param.shape != squeezed) param.reshape(squeezed);  // re-created, dtype kept
+  if (!sdk::is_model_dtype(loaded.dtype()))
+    sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "{}: dtype {}; C8 scales and offsets are F32, F16 or BF16",
+              param.name, sdk::dtype_name(loaded.dtype()));
+  // Lengths and values are checked when the layer is prepared (c8_impl.cpp):
+  // a rank-local vector and the whole model's are both valid here.
   const int64_t es = sdk::dtype_size(loaded.dtype());
+  if (param.shape != squeezed) param.reshape(squeezed);  // re-created, dtype kept
   for (int64_t i = 0; i < param.numel(); ++i)
     param.set(i, sdk::load_float(loaded.dtype(),
                                  static_cast<const unsigned char*>(loaded.data()) + i * es));

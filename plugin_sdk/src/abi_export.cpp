@@ -24,6 +24,8 @@ using abi::make_error;
 using abi::require;
 using abi::require_string;
 
+constexpr int32_t kMaxThreads = 1024;
+
 std::string str_or(const char* s, const char* fallback) {
   return s ? s : fallback;
 }
@@ -57,8 +59,11 @@ kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
            "host speaks kvq ABI major {}, plugin {} speaks major {}: refusing to load",
            host->abi_major, def.name, KVQ_ABI_MAJOR);
     const kvq_host_info h = read_struct(host, KVQ_HOST_INFO_SIZE_1_0, "host_info");
-    if (h.num_threads < 0)
-      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} < 0", h.num_threads);
+    // A thread runtime that cannot create the threads asked for ends the
+    // process (libgomp does): absurd counts are refused here instead.
+    if (h.num_threads < 0 || h.num_threads > kMaxThreads)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} is outside 0..{}", h.num_threads,
+           kMaxThreads);
     if (h.log_level < 0 || h.log_level > KVQ_LOG_ERROR)
       fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value",
            h.log_level);

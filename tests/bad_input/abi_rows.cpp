@@ -64,7 +64,16 @@ const std::vector<NegotiateRow>& negotiate_rows() {
       {"NegotiateNegativeThreads",
        [](H h) { h.num_threads = -4; },
        KVQ_ERR_INVALID_ARGUMENT,
-       {"host_info: num_threads -4 < 0"}},
+       {"host_info: num_threads -4 is outside 0..1024"}},
+      // Issue #17: a runtime that cannot create the threads ends the process.
+      {"NegotiateAbsurdThreads",
+       [](H h) { h.num_threads = 4096; },
+       KVQ_ERR_INVALID_ARGUMENT,
+       {"host_info: num_threads 4096 is outside 0..1024"}},
+      {"NegotiateNegativeDeviceOrdinal",
+       [](H h) { h.device_ordinal = -1; },
+       KVQ_ERR_INVALID_ARGUMENT,
+       {"host_info: device_ordinal -1 < 0"}},
   };
   return kRows;
 }
