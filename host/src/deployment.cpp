@@ -281,7 +281,7 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
   }
   const YamlMapping top(document, root, "",
                         {"plugin", "backend", "model", "checkpoint", "kv_cache", "scheduler",
-                         "parallel", "workload", "threads"},
+                         "parallel", "workload", "threads", "accuracy"},
                         SourceLocation{source_name, 1, 1});
 
   Deployment out;
@@ -309,6 +309,9 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
   // More threads than that only oversubscribes the cores (and a runtime that
   // cannot create them would end the process).
   out.threads = top.integer("threads", 0, kMaxThreads, 0);
+  if (const auto accuracy = top.mapping("accuracy", {"max_nmse"}, false)) {
+    out.accuracy_max_nmse = accuracy->number("max_nmse", 0.0, true, 10.0);
+  }
   return out;
 }
 

@@ -68,6 +68,12 @@ kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
       fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value",
            h.log_level);
     const uint32_t minor = std::min<uint32_t>(h.abi_minor, KVQ_ABI_MINOR);
+    // A device plugin's memory is reachable only through the 1.1 hooks.
+    if (def.open_device && minor < 1)
+      fail(KVQ_ERR_UNSUPPORTED,
+           "plugin {} computes on a device and needs a host of ABI 1.1 or later (device memory "
+           "hooks); the host speaks 1.{}",
+           def.name, h.abi_minor);
     auto inst = std::make_unique<kvq_instance>(def, h, minor);
     inst->instance.logger().log(KVQ_LOG_DEBUG, fmt::format("{} {} negotiated ABI {}.{}", def.name,
                                                            def.version, KVQ_ABI_MAJOR, minor));

@@ -34,6 +34,22 @@ KvRowModel per_token_head_model(const std::string& mode) {
   };
 }
 
+KvRowModel int4_per_token_head_model() {
+  return [](Projection, int64_t, int64_t, std::span<double> row) {
+    float lo = static_cast<float>(row[0]), hi = lo;
+    for (double x : row) {
+      lo = std::min(lo, static_cast<float>(x));
+      hi = std::max(hi, static_cast<float>(x));
+    }
+    const float scale = std::max((hi - lo) / 15.0f, 1e-6f);
+    const float zp = std::clamp(std::nearbyint(-lo / scale), 0.0f, 15.0f);
+    for (double& x : row) {
+      const float q = std::clamp(std::nearbyint(static_cast<float>(x) / scale + zp), 0.0f, 15.0f);
+      x = (static_cast<double>(q) - zp) * static_cast<double>(scale);
+    }
+  };
+}
+
 KvRowModel fp8_checkpoint_model(const std::filesystem::path& checkpoint, int32_t model_dtype) {
   const SafetensorsFile file = SafetensorsFile::open(checkpoint / "model.safetensors");
   // (layer, is_value) -> scale, from model.layers.N.self_attn.{k,v}_scale.

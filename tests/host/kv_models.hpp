@@ -15,6 +15,10 @@ namespace kvq::host::testing {
 // absmax * fp32(1/QMAX), reciprocal then multiply, RNE (int8) or e4m3.
 KvRowModel per_token_head_model(const std::string& mode);
 
+// int4_per_token_head (§3, last paragraph): asymmetric, scale = max((max -
+// min) / 15, 1e-6), zp = clamp(rne(-min / scale), 0, 15).
+KvRowModel int4_per_token_head_model();
+
 // fp8 per-tensor e4m3 with the k_scale / v_scale of each layer in a
 // checkpoint made by `kvq make-checkpoint --mode fp8`: e4m3(x / scale) * scale
 // rounded to `model_dtype` (the read path for a bf16/fp16 query, §4).
