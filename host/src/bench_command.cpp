@@ -442,6 +442,19 @@ int command_bench(const std::vector<std::string>& args, std::ostream& out) {
   const Sizes& s = o.quick ? kQuick : kFull;
   const double min_seconds = o.min_seconds.value_or(s.min_seconds);
   const std::vector<CaseSpec> cs = cases(s);
+  // A filter that matches nothing would print an empty table and exit 0.
+  if (!o.filter.empty()) {
+    std::vector<std::string> labels;
+    for (const ModeSpec& mode : kModes)
+      for (const CaseSpec& c : cs) {
+        const std::string label = fmt::format("{} {}", kind_name(c.kind), mode.label);
+        if (std::find(labels.begin(), labels.end(), label) == labels.end()) labels.push_back(label);
+      }
+    if (std::none_of(labels.begin(), labels.end(),
+                     [&](const std::string& l) { return l.find(o.filter) != std::string::npos; }))
+      throw Error(fmt::format("bench: --filter '{}' matches no case; rows are named: {}", o.filter,
+                              fmt::join(labels, ", ")));
+  }
 
   // Plugin sessions per (library, threads); the thread count is fixed at negotiation.
   std::map<std::pair<std::string, int>, Plugin> plugins;

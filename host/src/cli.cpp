@@ -107,6 +107,7 @@ int command_run(const std::vector<std::string>& args, std::ostream& out) {
     }
   }
 
+  if (json_file) check_report_path(*json_file);  // before serving, not after
   const DeploymentParseOptions parse_options{executable_dir(), true};
   const Deployment deployment = deployment_file
                                     ? load_deployment_file(*deployment_file, parse_options)

@@ -87,10 +87,11 @@ Deployment with_checkpoint_model(const Deployment& deployment,
   return out;
 }
 
-// This rank's share of the model: contiguous ranges of query and KV heads.
-ModelShape model_shape(const Deployment& deployment, const TensorParallelGroup& group) {
+// Each rank holds whole KV heads (checked before any rank is asked for, so
+// a split that cannot work is not answered with "run mpirun -np N").
+void check_heads_split(const Deployment& deployment) {
   const ModelSection& model = *deployment.model;
-  const int tp = group.size();
+  const int64_t tp = deployment.parallel.tensor_parallel_size;
   if (model.num_kv_heads % tp != 0) {
     throw DeploymentError(
         deployment.locations.tensor_parallel_size,
@@ -98,6 +99,12 @@ ModelShape model_shape(const Deployment& deployment, const TensorParallelGroup& 
                     "each rank holds whole KV heads",
                     model.num_kv_heads, tp));
   }
+}
+
+// This rank's share of the model: contiguous ranges of query and KV heads.
+ModelShape model_shape(const Deployment& deployment, const TensorParallelGroup& group) {
+  const ModelSection& model = *deployment.model;
+  const int tp = group.size();
   return ModelShape{model.num_layers,
                     model.num_heads / tp,
                     model.num_kv_heads / tp,
@@ -445,9 +452,10 @@ class ServingLoop {
 }  // namespace
 
 BenchmarkReport run_benchmark(const Deployment& deployment, const RunOptions& options) {
-  const TensorParallelGroup group = join_group(deployment);
   const std::optional<Checkpoint> checkpoint = open_checkpoint(deployment);
   const Deployment resolved = with_checkpoint_model(deployment, checkpoint);
+  check_heads_split(resolved);
+  const TensorParallelGroup group = join_group(deployment);
   ServingLoop loop(resolved, options, checkpoint ? &*checkpoint : nullptr, group);
   return loop.run();
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -263,26 +264,75 @@ int8_t c8_quantize_reference(double x, double scale, double offset) {
   return static_cast<int8_t>(std::clamp(t, -128.0, 127.0));
 }
 
+// The checkpoint is written into a staging folder beside OUT_DIR and moved
+// into place whole: a failure part-way leaves OUT_DIR as it was (no
+// config.json without its tensors, no old files mixed with new ones).
+class StagedDirectory {
+ public:
+  StagedDirectory(std::filesystem::path target, bool force) : target_(std::move(target)) {
+    std::error_code ec;
+    const auto status = std::filesystem::symlink_status(target_, ec);
+    if (std::filesystem::exists(status)) {
+      if (!std::filesystem::is_directory(status))
+        throw Error(
+            fmt::format("make-checkpoint: {} exists and is not a directory", target_.string()));
+      if (!force && !std::filesystem::is_empty(target_, ec))
+        throw Error(fmt::format(
+            "make-checkpoint: {} is not empty{}; pass --force to replace it", target_.string(),
+            std::filesystem::exists(target_ / kCheckpointConfigFile)
+                ? fmt::format(" (it holds a checkpoint: {})", kCheckpointConfigFile)
+                : ""));
+    }
+    const std::filesystem::path parent =
+        target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
+    std::filesystem::create_directories(parent, ec);
+    staging_ = parent / fmt::format(".{}.partial-{}", target_.filename().string(), ::getpid());
+    std::filesystem::remove_all(staging_, ec);
+    if (!std::filesystem::create_directory(staging_, ec) || ec)
+      throw Error(fmt::format("make-checkpoint: cannot create {}: {}", staging_.string(),
+                              ec ? ec.message() : "it exists"));
+  }
+  ~StagedDirectory() {
+    std::error_code ignored;
+    if (!committed_) std::filesystem::remove_all(staging_, ignored);
+  }
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+
+  const std::filesystem::path& path() const { return staging_; }
+
+  // Replaces the target: the old one is moved aside first and removed only
+  // once the new one is in place.
+  void commit() {
+    std::error_code ec;
+    std::filesystem::path old;
+    if (std::filesystem::exists(target_, ec)) {
+      old = target_;
+      old += fmt::format(".old-{}", ::getpid());
+      std::filesystem::rename(target_, old, ec);
+      if (ec)
+        throw Error(fmt::format("make-checkpoint: cannot move the old {} aside: {}",
+                                target_.string(), ec.message()));
+    }
+    std::filesystem::rename(staging_, target_, ec);
+    if (ec) {
+      std::error_code ignored;
+      if (!old.empty()) std::filesystem::rename(old, target_, ignored);
+      throw Error(fmt::format("make-checkpoint: cannot move {} into place: {}", staging_.string(),
+                              ec.message()));
+    }
+    committed_ = true;
+    if (!old.empty()) std::filesystem::remove_all(old, ec);
+  }
+
+ private:
+  std::filesystem::path target_, staging_;
+  bool committed_ = false;
+};
+
 void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointOptions& o) {
   check_options(o);
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec) {
-    throw Error(
-        fmt::format("make-checkpoint: cannot create {}: {}", out_dir.string(), ec.message()));
-  }
-  if (!o.force && std::filesystem::exists(out_dir / kCheckpointConfigFile)) {
-    throw Error(
-        fmt::format("make-checkpoint: {} already holds a checkpoint ({}); pass --force "
-                    "to overwrite it",
-                    out_dir.string(), kCheckpointConfigFile));
-  }
-  if (o.force) {
-    // A stale shard from an earlier run would be loaded too.
-    for (const auto& entry : std::filesystem::directory_iterator(out_dir, ec)) {
-      if (entry.path().extension() == ".safetensors") std::filesystem::remove(entry.path(), ec);
-    }
-  }
+  StagedDirectory staged(out_dir, o.force);
 
   // FAKQuant: V of the one latent KV head is the latent (kv_lora_rank wide).
   const ActivationGenerator generator(
@@ -351,11 +401,12 @@ void make_checkpoint(const std::filesystem::path& out_dir, const MakeCheckpointO
     }
   }
 
-  write_json(out_dir / kCheckpointConfigFile, config);
-  write_json(out_dir / kQuantDescriptionFile, description);
+  write_json(staged.path() / kCheckpointConfigFile, config);
+  write_json(staged.path() / kQuantDescriptionFile, description);
   const std::map<std::string, std::string> metadata = {
       {"format", "pt"}, {"kvq_mode", o.mode}, {"kvq_calibration", calibration_text(o)}};
-  write_safetensors(out_dir / "model.safetensors", tensors, metadata);
+  write_safetensors(staged.path() / "model.safetensors", tensors, metadata);
+  staged.commit();
   spdlog::info(
       "wrote {} checkpoint to {}: {} layers, {} heads, {} KV heads, head size {}, {} "
       "tensors",

@@ -4,6 +4,8 @@
 #include <fmt/ostream.h>
 #include <kvq_abi.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -198,10 +200,41 @@ std::string report_json_text(const BenchmarkReport& r) {
 }
 
 void write_report_json(const BenchmarkReport& report, const std::filesystem::path& file) {
-  std::ofstream out(file);
-  if (!out) throw Error(fmt::format("cannot write the JSON report to {}", file.string()));
-  out << report_json_text(report) << '\n';
-  if (!out) throw Error(fmt::format("cannot write the JSON report to {}", file.string()));
+  // Through a temporary file renamed over the target: a full disk or a
+  // crash never leaves half a JSON document behind.
+  std::filesystem::path temp = file;
+  temp += fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << report_json_text(report) << '\n';
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(temp, ignored);
+      throw Error(fmt::format("cannot write the JSON report to {}", file.string()));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, file, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    throw Error(fmt::format("cannot write the JSON report to {}: {}", file.string(), ec.message()));
+  }
+}
+
+void check_report_path(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    throw Error(fmt::format("--json {}: is a directory", file.string()));
+  const std::filesystem::path dir =
+      file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(dir, ec))
+    throw Error(
+        fmt::format("--json {}: the folder {} does not exist", file.string(), dir.string()));
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw Error(
+        fmt::format("--json {}: the folder {} is not writable", file.string(), dir.string()));
 }
 
 }  // namespace kvq::host

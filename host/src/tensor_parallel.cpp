@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <string>
+#include <utility>
 
 #include "kvq_host/errors.hpp"
 
@@ -14,12 +18,20 @@
 namespace kvq::host {
 namespace {
 
-// The world size mpirun announces to its children (Open MPI, MPICH/PMI).
-int launched_world_size() {
+// The world size mpirun announces to its children (Open MPI, MPICH/PMI),
+// with the variable that said so; 1 and "" when there is none.
+std::pair<int, std::string> launched_world_size() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
-    if (const char* value = std::getenv(name)) return std::atoi(value);
+    if (const char* value = std::getenv(name)) {
+      int n = 0;
+      const char* end = value + std::strlen(value);
+      const auto [ptr, ec] = std::from_chars(value, end, n);
+      if (ec != std::errc() || ptr != end || n < 1)
+        throw Error(fmt::format("the environment sets {}={}, not a number of ranks", name, value));
+      return {n, fmt::format("{}={}", name, value)};
+    }
   }
-  return 1;
+  return {1, ""};
 }
 
 #ifdef KVQ_HAVE_MPI
@@ -56,7 +68,7 @@ bool TensorParallelGroup::built_with_mpi() {
 }
 
 TensorParallelGroup TensorParallelGroup::join(int64_t tensor_parallel_size) {
-  const int world = launched_world_size();
+  const auto [world, announced_by] = launched_world_size();
   if (tensor_parallel_size == 1 && world == 1) return TensorParallelGroup(0, 1);
   if (!built_with_mpi()) {
     throw Error(fmt::format(
@@ -75,6 +87,13 @@ TensorParallelGroup TensorParallelGroup::join(int64_t tensor_parallel_size) {
   int size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  // Launcher variables copied into a plain shell start MPI as a singleton:
+  // one rank that would serve alone while the deployment says more.
+  if (size != tensor_parallel_size)
+    throw Error(fmt::format(
+        "the environment announces {} ranks ({}), but MPI started {}: launch with mpirun -np {} "
+        "kvq run ... (not with copied launcher variables)",
+        world, announced_by, size, tensor_parallel_size));
   return TensorParallelGroup(rank, size);
 #else
   return TensorParallelGroup(0, 1);

@@ -174,7 +174,7 @@ TEST(SoakTest, ThousandsOfRequestsWithSharingAndPreemption) {
   Pressure pressure{testing::triton_plugin(), "triton", "bfloat16", 16};
   pressure.num_blocks = 64;
   pressure.workload =
-      "{num_prompts: 2000, input_len: 48, output_len: 8, random_range_ratio: 0.9, seed: 7, "
+      "{num_prompts: 5000, input_len: 48, output_len: 8, random_range_ratio: 0.9, seed: 7, "
       "shared_prefix_len: 32, prefix_groups: 4}";
   const ScratchDir dir;
   const auto file = dir.write("soak.yaml", pressure.yaml());
@@ -201,7 +201,7 @@ TEST(SoakTest, ThousandsOfRequestsWithSharingAndPreemption) {
     outputs += asked[i].output_len;
   }
   EXPECT_EQ(wrong, 0) << "requests whose prompt or output length differs from the workload's";
-  expect_served_exactly(report, 2000, outputs, 0.9999);
+  expect_served_exactly(report, 5000, outputs, 0.9999);
   EXPECT_GT(report.preemptions, 0);
   EXPECT_GT(report.prefix_cache_hit_rate, 0.1);
   EXPECT_LT(report.accuracy.max_abs_error, 0.05);

@@ -96,6 +96,9 @@ struct BenchmarkReport {
 void print_report(const BenchmarkReport& report, std::ostream& out);
 // Everything, as JSON (throws Error when the file cannot be written).
 void write_report_json(const BenchmarkReport& report, const std::filesystem::path& file);
+// Before a run: throws Error when `file` could not be written (a directory,
+// a missing or read-only folder), so the run does not fail only at its end.
+void check_report_path(const std::filesystem::path& file);
 // The JSON text (for tests and other writers).
 std::string report_json_text(const BenchmarkReport& report);
 
