@@ -314,3 +314,45 @@ TEST(Fp8Query, AModeWithoutQScaleIsRefusedNamingTheKey) {
 
 }  // namespace
 }  // namespace kvq::host
+
+namespace kvq::host {
+namespace {
+
+// spec/cuda.md: a deployment swaps CPU for GPU by changing the plugin path.
+// Each deploy/cuda_*.yaml is its triton_*.yaml twin but for the plugin file
+// and the minimum ABI minor (device memory needs 1.1).
+class CudaTwin : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CudaTwin, IsItsTritonTwinButForThePlugin) {
+  const std::string mode = GetParam();
+  const DeploymentParseOptions options{kExeDir, false};
+  const Deployment gpu = load_deployment_file(kDeployDir / ("cuda_" + mode + ".yaml"), options);
+  const Deployment cpu = load_deployment_file(kDeployDir / ("triton_" + mode + ".yaml"), options);
+  EXPECT_EQ(gpu.plugin.path.filename(), "libkvq_cuda.so");
+  EXPECT_EQ(cpu.plugin.path.filename(), "libkvq_triton_sim.so");
+  EXPECT_EQ(gpu.plugin.min_minor, 1u);
+  EXPECT_EQ(gpu.backend, cpu.backend);
+  ASSERT_TRUE(gpu.model && cpu.model);
+  EXPECT_EQ(gpu.model->num_layers, cpu.model->num_layers);
+  EXPECT_EQ(gpu.model->num_heads, cpu.model->num_heads);
+  EXPECT_EQ(gpu.model->num_kv_heads, cpu.model->num_kv_heads);
+  EXPECT_EQ(gpu.model->head_size, cpu.model->head_size);
+  EXPECT_EQ(gpu.kv_cache.dtype, cpu.kv_cache.dtype);
+  EXPECT_EQ(gpu.kv_cache.block_size, cpu.kv_cache.block_size);
+  EXPECT_EQ(gpu.kv_cache.memory_gib, cpu.kv_cache.memory_gib);
+  EXPECT_EQ(gpu.scheduler.max_num_batched_tokens, cpu.scheduler.max_num_batched_tokens);
+  EXPECT_EQ(gpu.parallel.tensor_parallel_size, cpu.parallel.tensor_parallel_size);
+  EXPECT_EQ(gpu.workload.num_prompts, cpu.workload.num_prompts);
+  EXPECT_EQ(gpu.workload.input_len, cpu.workload.input_len);
+  EXPECT_EQ(gpu.workload.output_len, cpu.workload.output_len);
+  EXPECT_EQ(gpu.workload.seed, cpu.workload.seed);
+  EXPECT_EQ(gpu.workload.request_rate, cpu.workload.request_rate);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shipped, CudaTwin,
+                         ::testing::Values("bf16", "int8_per_token_head", "fp8_per_token_head",
+                                           "int8_per_token_head_tp2"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace kvq::host
