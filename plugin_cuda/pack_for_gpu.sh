@@ -10,17 +10,20 @@ archive=$(realpath -m "${2:?usage: pack_for_gpu.sh BUILD_DIR ARCHIVE}")
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"
-for f in kvq_cuda_tests kvq_cuda_kernel_check kvq kvq-conform; do
+for f in kvq_cuda_tests kvq_cuda_kernel_check kvq_cuda_bench kvq kvq-conform; do
   [ -x "$build/bin/$f" ] && cp "$build/bin/$f" "$stage/bin/"
 done
 for f in libkvq_cuda.so libkvq_triton_sim.so libkvq_ascend.so; do
   [ -f "$build/lib/$f" ] && cp "$build/lib/$f" "$stage/lib/"
 done
 # Shared libraries outside the C/C++ runtime that the programs link (yaml-cpp,
-# spdlog, fmt: other sonames on the GPU machine's distribution).
+# spdlog, fmt: other sonames on the GPU machine's distribution). Not the CUDA
+# toolkit's cuBLAS that kvq_cuda_bench links (libcublasLt alone is ~540 MB):
+# run_gpu_tests.sh finds the GPU machine's own.
 for f in "$stage"/bin/*; do
   ldd "$f" | awk '/=> \//{print $3}' |
     grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libgomp|ld-linux)[.-]' |
+    grep -Ev '/(libcublas|libcublasLt|libcudart|libcuda)[.-]' |
     grep -Ev '/(libmpi|libopen-|libhwloc|libevent|libpmix|libucp|libucs|libuct|libnl|libudev|libz|libcap|libsystemd|liblzma|libzstd|liblz4|libgcrypt|libgpg|libibverbs|librdmacm|libfabric|libpsm|libnuma|libltdl|libmunge|libbsd|libmd)' |
     xargs -r -I{} cp -L {} "$stage/lib/" || true
 done

@@ -4,11 +4,13 @@
 # unpacked from plugin_cuda/pack_for_gpu.sh works too):
 #   plugin_cuda/run_gpu_tests.sh BUILD_DIR [OUT_DIR] [--quick]
 # Runs, logging each to OUT_DIR (default: BUILD_DIR/gpu-logs):
-#   1. kvq_cuda_kernel_check: kernels vs float64 and host codecs, decode timings
+#   1. kvq_cuda_kernel_check: kernels vs float64 and host codecs, refusal paths
 #   2. kvq_cuda_tests: the plugin through the ABI vs libkvq_triton_sim.so
 #   3. compute-sanitizer memcheck and racecheck over a quick subset of (2)
 #   4. kvq-conform on libkvq_cuda.so (when bin/kvq-conform is there)
-#   5. kvq bench --device gpu (when bin/kvq is there; skipped with --quick)
+#   5. kvq_cuda_bench: the benchmark table (log) and OUT_DIR/gpu_bench.json
+#      (--quick: small sizes). It links the CUDA toolkit's cuBLAS, which the
+#      packed folder does not carry: found here in the usual places.
 # Exits non-zero when a step fails; every step runs regardless.
 set -uo pipefail
 build=$(cd "${1:?usage: run_gpu_tests.sh BUILD_DIR [OUT_DIR] [--quick]}" && pwd)
@@ -34,7 +36,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
   >"$out/nvidia-smi.log" 2>&1
 cat "$out/nvidia-smi.log"
 if [ -x "$build/bin/kvq_cuda_kernel_check" ]; then
-  step kernel_check "$build/bin/kvq_cuda_kernel_check" ${quick:+--quick}
+  step kernel_check "$build/bin/kvq_cuda_kernel_check"
 fi
 step cuda_tests "$build/bin/kvq_cuda_tests" --gtest_brief=1
 subset='CudaPlugin.*:Modes/CudaPluginModes.WritesTheCpuPluginsBytes/*'
@@ -48,8 +50,20 @@ fi
 if [ -x "$build/bin/kvq-conform" ]; then
   step conform "$build/bin/kvq-conform" --timeout 600 "$KVQ_CUDA_PLUGIN"
 fi
-if [ -z "$quick" ] && [ -x "$build/bin/kvq" ]; then
-  step bench "$build/bin/kvq" bench --device gpu --plugin "$KVQ_CUDA_PLUGIN" --json "$out/bench.json"
+if [ -x "$build/bin/kvq_cuda_bench" ]; then
+  bench_libs=$LD_LIBRARY_PATH
+  if ldd "$build/bin/kvq_cuda_bench" | grep -q 'libcublas.*not found'; then
+    cublas=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
+                 2>/dev/null; find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null) |
+              while read -r p; do
+                d=$p; [ -d "$d" ] || d=$(dirname "$p")
+                [ -e "$d/libcublas.so.13" ] && [ -e "$d/libcublasLt.so.13" ] && { echo "$d"; break; }
+              done)
+    echo "   libcublas.so.13 for kvq_cuda_bench: ${cublas:-NOT FOUND}"
+    [ -n "$cublas" ] && bench_libs=$bench_libs:$cublas
+  fi
+  step bench env LD_LIBRARY_PATH="$bench_libs" "$build/bin/kvq_cuda_bench" ${quick:+--quick} \
+    --json "$out/gpu_bench.json"
 fi
 echo "gpu tests: $([ $status -eq 0 ] && echo passed || echo FAILED)"
 exit $status

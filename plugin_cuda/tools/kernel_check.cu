@@ -1,6 +1,6 @@
-// kvq_cuda_kernel_check: GPU self-test and micro-benchmark of plugin_cuda's
-// kernels (run it on a machine with an NVIDIA GPU; without one it prints
-// "no CUDA device" and exits 77).
+// kvq_cuda_kernel_check: GPU self-test of plugin_cuda's kernels (run it on a
+// machine with an NVIDIA GPU; without one it prints "no CUDA device" and
+// exits 77). Timings are kvq_cuda_bench's job (gpu_bench.cu).
 //
 //  1. cache writes for every codec, compared byte for byte with the host
 //     codecs (which kvq_cuda_codecs_test proves equal to the CPU plugin);
@@ -8,10 +8,9 @@
 //     features, against a float64 reference of the same cache bytes; every
 //     output element is poisoned first, each call is run twice (bitwise
 //     determinism);
-//  3. the refusal paths (bad slots, NaN input, bad block-table entries);
-//  4. timings: a device copy kernel's bandwidth, decode GB/s with caches
-//     rotated through >= 1 GiB, prefill TFLOP/s.
-// Options: --quick (skip the timings), --perf (timings only), --filter=TEXT.
+//  3. the refusal paths (bad slots, NaN input, bad block-table entries).
+// Option: --filter=TEXT (only the cases whose name contains TEXT; the refusal
+// paths run only without a filter). Exit 0: all passed; 1: a failure.
 #include "check_host.hpp"
 #include "codecs.cuh"
 #include "kernels.hpp"
@@ -23,7 +22,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -386,181 +384,26 @@ void run_error_tests(Ctx& ctx) {
   }
 }
 
-// ---- timings ---------------------------------------------------------------------------
-
-__global__ void copy_kernel(uint4* dst, const uint4* src, size_t n) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    dst[i] = src[i];
-}
-__global__ void spin_kernel(long long cycles) {
-  const long long t0 = clock64();
-  while (clock64() - t0 < cycles) {
-  }
-}
-
-double median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Times `fn(i)` reps times back to back behind a spin kernel (so host
-// launch latency never shows), median in microseconds.
-template <class F>
-double time_us(Ctx& ctx, int reps, F&& fn) {
-  for (int i = 0; i < 3; ++i) fn(i);
-  std::vector<cudaEvent_t> ev(2 * static_cast<size_t>(reps));
-  for (auto& e : ev) CK(cudaEventCreate(&e));
-  spin_kernel<<<1, 1, 0, ctx.stream>>>(20000000);
-  for (int i = 0; i < reps; ++i) {
-    CK(cudaEventRecord(ev[2 * i], ctx.stream));
-    fn(i);
-    CK(cudaEventRecord(ev[2 * i + 1], ctx.stream));
-  }
-  CK(cudaStreamSynchronize(ctx.stream));
-  std::vector<float> ms(static_cast<size_t>(reps));
-  for (int i = 0; i < reps; ++i) CK(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
-  for (auto& e : ev) cudaEventDestroy(e);
-  return median(ms) * 1000.0;
-}
-
-double copy_bandwidth(Ctx& ctx) {
-  const size_t bytes = size_t{2} << 30;
-  DevMem a(bytes), b(bytes);
-  CK(cudaMemset(a.get(), 1, bytes));
-  const size_t n = bytes / 16;
-  const double us = time_us(ctx, 20, [&](int) {
-    copy_kernel<<<ctx.num_sms * 8, 512, 0, ctx.stream>>>(b.get<uint4>(), a.get<uint4>(), n);
-  });
-  return 2.0 * bytes / (us * 1e3);  // GB/s, read + write
-}
-
-struct Bench {
-  Codec codec;
-  int nseq, qlen, len;
-};
-
-// Decode / prefill timing over a cache of >= 1 GiB of rotated copies.
-void bench(Ctx& ctx, const Bench& bc, double copy_gbs) {
-  const int hq = 32, hkv = 8, d = 128, bs = 16;
-  CacheLayout l{};
-  l.block_size = bs;
-  l.num_kv_heads = hkv;
-  l.head_size = l.head_size_v = d;
-  l.row_bytes = expected_row_bytes(bc.codec, d, d);
-  l.bytes_per_block = 2 * bs * hkv * l.row_bytes;
-  const int64_t bps = (bc.len + bs - 1) / bs, per_copy = bc.nseq * bps;
-  const int64_t copy_bytes = per_copy * l.bytes_per_block;
-  const bool prefill = bc.qlen > 1;
-  const int64_t copies = prefill ? 1 : std::max<int64_t>(2, ((int64_t{1} << 30) + copy_bytes - 1) / copy_bytes);
-  l.num_blocks = copies * per_copy;
-  DevMem cache(static_cast<size_t>(l.num_blocks * l.bytes_per_block));
-  // Seed: write 4096 random tokens, then replicate those blocks.
-  {
-    const int64_t seed_tokens = std::min<int64_t>(4096, l.num_blocks * bs);
-    std::vector<uint16_t> kv(static_cast<size_t>(seed_tokens * hkv * d));
-    std::mt19937 rng(3);
-    std::normal_distribution<float> n(0.0f, 1.0f);
-    for (auto& x : kv) x = codec::float_to_bf16(n(rng));
-    std::vector<int64_t> sl(static_cast<size_t>(seed_tokens));
-    for (int64_t i = 0; i < seed_tokens; ++i) sl[static_cast<size_t>(i)] = i;
-    std::vector<float> one(hkv, 1.0f);
-    DevMem dk = upload(kv), ds = upload(sl), sc = upload(one), vd(sizeof(WriteVerdict));
-    CK(launch_cache_init(bc.codec, l, cache.get<unsigned char>(), ctx.stream));
-    WriteArgs w{bc.codec, l, 3, dk.get(), hkv * d, d, dk.get(), hkv * d, d, ds.get<int64_t>(),
-                seed_tokens, cache.get<unsigned char>(), sc.get<float>(), sc.get<float>(), 1,
-                vd.get<WriteVerdict>()};
-    CK(launch_cache_write(w, ctx.stream));
-    const int64_t seed_bytes = (seed_tokens / bs) * l.bytes_per_block;
-    for (int64_t off = seed_bytes; off < l.num_blocks * l.bytes_per_block; off += seed_bytes)
-      CK(cudaMemcpyAsync(cache.get<unsigned char>() + off, cache.get(),
-                         static_cast<size_t>(std::min(seed_bytes, l.num_blocks * l.bytes_per_block - off)),
-                         cudaMemcpyDeviceToDevice, ctx.stream));
-  }
-  std::mt19937 rng(11);
-  std::vector<DevMem> tables;
-  for (int64_t c = 0; c < copies; ++c) {
-    std::vector<int32_t> perm(static_cast<size_t>(per_copy));
-    for (int64_t i = 0; i < per_copy; ++i) perm[static_cast<size_t>(i)] = static_cast<int32_t>(c * per_copy + i);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    tables.push_back(upload(perm));
-  }
-  const int64_t tokens = int64_t{bc.nseq} * bc.qlen;
-  std::vector<int32_t> qsl, sl;
-  for (int s = 0; s <= bc.nseq; ++s) qsl.push_back(s * bc.qlen);
-  sl.assign(static_cast<size_t>(bc.nseq), bc.len);
-  std::vector<uint16_t> qh(static_cast<size_t>(tokens * hq * d));
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  for (auto& x : qh) x = codec::float_to_bf16(n(rng));
-  std::vector<float> one(hkv, 1.0f);
-  DevMem dq = upload(qh), dqsl = upload(qsl), dsl = upload(sl), dsc = upload(one);
-  DevMem out(static_cast<size_t>(tokens * hq * d * 2));
-  AttentionArgs a{};
-  a.codec = bc.codec;
-  a.layout = l;
-  a.q_dtype = a.out_dtype = 3;
-  a.num_heads = hq;
-  a.query = dq.get();
-  a.q_stride_token = hq * d;
-  a.q_stride_head = d;
-  a.output = out.get();
-  a.o_stride_token = hq * d;
-  a.o_stride_head = d;
-  a.cache = cache.get<unsigned char>();
-  a.block_table_stride = bps;
-  a.query_start_loc = dqsl.get<int32_t>();
-  a.seq_lens = dsl.get<int32_t>();
-  a.num_seqs = bc.nseq;
-  a.num_tokens = tokens;
-  a.max_query_len = bc.qlen;
-  a.max_seq_len = bc.len;
-  a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(d));
-  a.k_scales = a.v_scales = dsc.get<float>();
-  a.num_kv_scales = 1;
-  a.block_table = tables[0].get<int32_t>();  // the plan checks every pointer
-  const AttentionPlan plan = attention_plan(a, ctx.num_sms);
-  CK(static_cast<cudaError_t>(plan.error));
-  DevMem ws(static_cast<size_t>(plan.workspace_bytes));
-  a.workspace = ws.get<float>();
-  a.workspace_bytes = plan.workspace_bytes;
-  const double us = time_us(ctx, prefill ? 10 : 30, [&](int i) {
-    a.block_table = tables[static_cast<size_t>(i % copies)].get<int32_t>();
-    CK(launch_attention(a, ctx.num_sms, ctx.stream));
-  });
-  if (!prefill) {
-    const double bytes = double(bc.nseq) * bc.len * hkv * 2 * l.row_bytes + tokens * hq * d * 4.0;
-    const double gbs = bytes / (us * 1e3);
-    std::printf("TIME decode %-9s %4dx%-6d %8.1f us %7.0f GB/s  %.2f of copy  (splits %d, %lld MiB rotated)\n",
-                codec_name(bc.codec), bc.nseq, bc.len, us, gbs, gbs / copy_gbs, plan.decode_splits,
-                static_cast<long long>(l.num_blocks * l.bytes_per_block >> 20));
-  } else {
-    double flops = 0.0;
-    for (int i = 0; i < bc.qlen; ++i) flops += 4.0 * hq * d * (bc.len - bc.qlen + i + 1);
-    flops *= bc.nseq;
-    const double tf = flops / (us * 1e6);
-    std::printf("TIME prefill %-9s %3dx%-6d %8.1f us %7.1f TFLOP/s  %.2f of 790 (splits %d)\n",
-                codec_name(bc.codec), bc.qlen, bc.len, us, tf, tf / 790.0, plan.prefill_splits);
-  }
-}
-
 }  // namespace
 }  // namespace kvq::cuda::check
 
 int main(int argc, char** argv) {
   using namespace kvq::cuda;
   using namespace kvq::cuda::check;
+  Ctx ctx;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    if (s.rfind("--filter=", 0) == 0) {
+      ctx.filter = s.substr(9);
+    } else {
+      std::fprintf(stderr, "usage: kvq_cuda_kernel_check [--filter=TEXT]\n");
+      return 2;
+    }
+  }
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
     std::printf("no CUDA device\n");
     return 77;
-  }
-  bool quick = false, perf_only = false;
-  Ctx ctx;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    if (s == "--quick") quick = true;
-    if (s == "--perf") perf_only = true;
-    if (s.rfind("--filter=", 0) == 0) ctx.filter = s.substr(9);
   }
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -568,24 +411,11 @@ int main(int argc, char** argv) {
   CK(cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking));
   std::printf("device: %s, %d SMs, %d MiB L2, cc %d.%d\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20, prop.major, prop.minor);
-  if (!perf_only) {
-    for (const CaseSpec& c : correctness_cases()) {
-      if (!ctx.filter.empty() && c.name.find(ctx.filter) == std::string::npos) continue;
-      if (!run_case(ctx, c)) ++ctx.failures;
-    }
-    if (ctx.filter.empty()) run_error_tests(ctx);
+  for (const CaseSpec& c : correctness_cases()) {
+    if (!ctx.filter.empty() && c.name.find(ctx.filter) == std::string::npos) continue;
+    if (!run_case(ctx, c)) ++ctx.failures;
   }
-  if (!quick) {
-    const double copy = copy_bandwidth(ctx);
-    std::printf("TIME device copy bandwidth: %.0f GB/s (read + write, 2 GiB)\n", copy);
-    const Bench benches[] = {
-        {Codec::kInt8Pth, 64, 1, 4096}, {Codec::kInt8Pth, 256, 1, 4096},
-        {Codec::kBF16, 64, 1, 4096},    {Codec::kBF16, 256, 1, 4096},
-        {Codec::kInt8Pth, 1, 1, 16384}, {Codec::kBF16, 1, 1, 16384},
-        {Codec::kFp8Pth, 64, 1, 4096},  {Codec::kInt4Pth, 64, 1, 4096},
-        {Codec::kInt8Pth, 1, 512, 16384}, {Codec::kBF16, 1, 512, 16384}};
-    for (const Bench& b : benches) bench(ctx, b, copy);
-  }
+  if (ctx.filter.empty()) run_error_tests(ctx);
   CK(cudaStreamDestroy(ctx.stream));
   std::printf("%s: %d failure(s)\n", ctx.failures ? "FAILED" : "ALL PASSED", ctx.failures);
   return ctx.failures ? 1 : 0;
