@@ -66,7 +66,7 @@ const std::vector<PluginFileRow>& rows() {
        {"speaks ABI major 2; this host speaks 1"}},
       {"DeploymentNeedsANewerMinor",
        [](const fs::path& d) { return copy_of(d, host::testing::triton_plugin()); },
-       {"the deployment needs ABI minor >= 7", "negotiated 1.1"},
+       {"ABI minor >= 7 is required", "negotiated 1.1"},
        7},
   };
   return kRows;
@@ -83,7 +83,7 @@ TEST_P(PluginFileRowTest, IsRefusedAndNothingIsCreated) {
 
   std::optional<host::Plugin> made;
   try {
-    made.emplace(host::Plugin::load(path, host::NegotiationOptions{row.min_minor, 1}));
+    made.emplace(host::open_plugin(path, host::NegotiationOptions{row.min_minor, 1}));
     ADD_FAILURE() << "loaded " << path;
   } catch (const host::PluginError& e) {
     EXPECT_EQ(e.code(), row.plugin_code) << e.what();
