@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <kvq_client/tensor.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -257,21 +258,7 @@ kvq_tensor SafetensorsTensor::view() const {
     throw Error(fmt::format("tensor '{}' has {} dimensions; a kvq tensor holds at most {}", name,
                             shape.size(), KVQ_MAX_DIMS));
   }
-  kvq_tensor v{};
-  v.struct_size = KVQ_TENSOR_SIZE;
-  // The ABI's tensor type has a mutable pointer; the callee only reads it.
-  v.data = const_cast<std::byte*>(data);
-  v.device_type = KVQ_DEVICE_CPU;
-  v.device_id = 0;
-  v.dtype = dtype;
-  v.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = v.ndim - 1; i >= 0; --i) {
-    v.shape[i] = shape[static_cast<size_t>(i)];
-    v.strides[i] = stride;
-    stride *= shape[static_cast<size_t>(i)];
-  }
-  return v;
+  return client::describe(data, dtype, shape);  // host memory: param_load reads it there
 }
 
 // ---- reading ----------------------------------------------------------------

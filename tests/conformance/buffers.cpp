@@ -79,6 +79,13 @@ void HostTensor::bind(const Session& session) {
                       "-byte alignment, more than device_alloc's 256");
   device_ = std::make_unique<DeviceGuardedBuffer>(session, buffer_.size(), alignment_);
   upload();
+  // Checked here once, so a later guard failure is the plugin call's, not
+  // a copy that wrote past its destination.
+  if (!device_->guards_intact())
+    throw CaseFailure("device_memset / device_memcpy wrote past the " +
+                      std::to_string(buffer_.size()) +
+                      "-byte range they were given (the guard bytes of a device buffer changed "
+                      "while it was filled and uploaded)");
 }
 
 void HostTensor::upload() {

@@ -159,8 +159,18 @@ void run_device_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info&
     std::vector<unsigned char> out(4096, 0);
     kvq_memcpy_args c = copy_args(a.get(), type, in.data(), KVQ_DEVICE_CPU, 4096);
     require_ok(Error(api, api->device_memcpy(instance.get(), &c)), "memcpy host -> device");
+    const kvq_memset_args clear{KVQ_MEMSET_ARGS_SIZE, b.get(), 4096, 0x3C, {}, nullptr};
+    require_ok(Error(api, api->device_memset(instance.get(), &clear)), "memset");
     c = copy_args(b.at(256), type, a.at(100), type, 2000);  // device -> device
     require_ok(Error(api, api->device_memcpy(instance.get(), &c)), "memcpy device -> device");
+    // Nothing outside [256, 2256) of b may have changed.
+    std::vector<unsigned char> whole(4096);
+    c = copy_args(whole.data(), KVQ_DEVICE_CPU, b.get(), type, 4096);
+    require_ok(Error(api, api->device_memcpy(instance.get(), &c)), "memcpy device -> host");
+    for (size_t i = 0; i < whole.size(); ++i)
+      if ((i < 256 || i >= 2256) && whole[i] != 0x3C)
+        return fail("device_memcpy wrote outside its range: byte " + std::to_string(i) +
+                    " of the destination buffer is " + hex_byte(whole[i]));
     // A newer host's larger args, its tail poisoned.
     PoisonedStruct larger(KVQ_MEMCPY_ARGS_SIZE, kHostPoison);
     *larger.as<kvq_memcpy_args>() = copy_args(out.data(), KVQ_DEVICE_CPU, b.at(256), type, 2000);
