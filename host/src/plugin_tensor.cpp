@@ -3,6 +3,7 @@
 #include <kvq_abi_names.h>
 #include <kvq_client/tensor.hpp>
 
+#include <algorithm>
 #include <span>
 
 namespace kvq::host {
@@ -12,11 +13,13 @@ void PluginTensor::reshape(int32_t dtype, std::initializer_list<int64_t> shape) 
   element_size_ = kvq_dtype_size(dtype);
   num_elements_ = client::num_elements(dims);
   const auto bytes = static_cast<uint64_t>(client::byte_size(dtype, dims));
-  // A Buffer holds at least one byte; a 0-element tensor still gets a
-  // valid (never read) address.
+  // Grows geometrically, so a batch that grows step by step allocates
+  // O(log n) times; a Buffer holds at least one byte, so a 0-element tensor
+  // still gets a valid (never read) address.
   if (buffer_.size() < bytes || buffer_.size() == 0) {
+    const uint64_t grown = std::max<uint64_t>({bytes, buffer_.size() + buffer_.size() / 2, 64});
     buffer_ = Buffer();  // free the old memory before asking for more
-    buffer_ = Buffer(*plugin_, bytes > 64 ? bytes : 64);
+    buffer_ = Buffer(*plugin_, grown);
   }
   if (buffer_.on_device()) {
     if (staging_.size() * 8 < bytes) staging_.resize((bytes + 7) / 8);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <kvq_abi_names.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,20 +24,15 @@ namespace {
 
 using nlohmann::json;
 
-struct DtypeName {
-  std::string_view name;
-  int32_t dtype;
-};
-constexpr DtypeName kDtypes[] = {
-    {"F32", KVQ_DTYPE_F32},         {"F16", KVQ_DTYPE_F16}, {"BF16", KVQ_DTYPE_BF16},
-    {"I8", KVQ_DTYPE_I8},           {"U8", KVQ_DTYPE_U8},   {"F8_E4M3", KVQ_DTYPE_F8_E4M3FN},
-    {"F8_E5M2", KVQ_DTYPE_F8_E5M2}, {"I32", KVQ_DTYPE_I32}, {"I64", KVQ_DTYPE_I64},
-    {"F64", KVQ_DTYPE_F64},
-};
+// The ABI's dtypes carry the safetensors spellings (kvq_abi_names.h), so
+// that table is the file format's table too.
+constexpr int32_t kDtypes[] = {KVQ_DTYPE_F32, KVQ_DTYPE_F16,       KVQ_DTYPE_BF16,    KVQ_DTYPE_I8,
+                               KVQ_DTYPE_U8,  KVQ_DTYPE_F8_E4M3FN, KVQ_DTYPE_F8_E5M2, KVQ_DTYPE_I32,
+                               KVQ_DTYPE_I64, KVQ_DTYPE_F64};
 
 std::string known_dtypes() {
   std::string out;
-  for (const auto& d : kDtypes) out += (out.empty() ? "" : ", ") + std::string(d.name);
+  for (const int32_t d : kDtypes) out += (out.empty() ? "" : ", ") + std::string(kvq_dtype_name(d));
   return out;
 }
 
@@ -234,15 +230,15 @@ std::string errno_text() {
 }  // namespace
 
 std::optional<int32_t> safetensors_dtype(std::string_view name) {
-  for (const auto& d : kDtypes) {
-    if (d.name == name) return d.dtype;
+  for (const int32_t d : kDtypes) {
+    if (kvq_dtype_name(d) == name) return d;
   }
   return std::nullopt;
 }
 
 std::string_view safetensors_dtype_name(int32_t dtype) {
-  for (const auto& d : kDtypes) {
-    if (d.dtype == dtype) return d.name;
+  for (const int32_t d : kDtypes) {
+    if (d == dtype) return kvq_dtype_name(d);
   }
   throw Error(fmt::format("dtype {} has no safetensors name", abi_dtype_name(dtype)));
 }
