@@ -33,15 +33,16 @@ configure "$ASAN_DIR" gcc g++ \
   "-fsanitize=address,undefined -fno-sanitize-recover=undefined -Wno-stringop-overflow"
 cmake --build "$ASAN_DIR" -j"$JOBS" --target \
   kvq_triton_sim kvq_ascend kvq kvq-conform kvq_fixture_crash kvq_fixture_wrong kvq_fixture_hang \
-  abi_layout_test c_loader_test kvq_unit_tests kvq_bad_input_tests kvq_concurrency_tests \
-  kvq_host_tests
+  kvq_test_arena kvq_fixture_device_overrun kvq_example_v1_0 \
+  abi_layout_test c_loader_test c_loader_test_v1_0 kvq_unit_tests kvq_bad_input_tests \
+  kvq_concurrency_tests kvq_host_tests kvq_client_tests
 # handle_segv=0: the crash fixture must die by SIGSEGV (the suite reports the
 # signal), not be turned into an ASan report and exit 1.
 export ASAN_OPTIONS="handle_segv=0:detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-echo "== ASan+UBSan: unit, host, bad-input and concurrency tests"
-ctest --test-dir "$ASAN_DIR" -L 'unit|host|bad_input|concurrency' -j"$JOBS" --output-on-failure \
+echo "== ASan+UBSan: unit, host, client, bad-input and concurrency tests"
+ctest --test-dir "$ASAN_DIR" -L 'unit|host|client|bad_input|concurrency' -j"$JOBS" --output-on-failure \
   --timeout 900
 echo "== ASan+UBSan: ABI and conformance tests"
 ctest --test-dir "$ASAN_DIR" -R '^(abi|conform)\.' -j"$JOBS" --output-on-failure --timeout 900

@@ -1,4 +1,4 @@
-// Decode attention through the C ABI, next to the machine's own read
+// Decode attention through the client library (the C ABI), next to the machine's own read
 // bandwidth measured in the same run (speed is reported, never asserted).
 //
 // Run: build/bin/kvq_bench_decode [--benchmark_filter=...]
@@ -10,9 +10,11 @@
 // bytes it read per second (kv_GBps) and that as a fraction of the read
 // bandwidth at the same thread count (bw_frac), when that ran first.
 #include <kvq_abi.h>
+#include <kvq_client/buffer.hpp>
+#include <kvq_client/plugin.hpp>
+#include <kvq_client/tensor.hpp>
 
 #include <benchmark/benchmark.h>
-#include <dlfcn.h>
 #include <omp.h>
 
 #include <cstdlib>
@@ -20,7 +22,8 @@
 #include <map>
 #include <memory>
 #include <numeric>
-#include <stdexcept>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,33 +37,9 @@ struct Aligned {
   std::unique_ptr<unsigned char, void (*)(void*)> p;
 };
 
-kvq_tensor tensor(void* data, int32_t dtype, std::vector<int64_t> shape) {
-  kvq_tensor t{};
-  t.struct_size = KVQ_TENSOR_SIZE;
-  t.data = data;
-  t.device_type = KVQ_DEVICE_CPU;
-  t.dtype = dtype;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    t.shape[i] = shape[static_cast<size_t>(i)];
-    t.strides[i] = stride;
-    stride *= shape[static_cast<size_t>(i)];
-  }
-  return t;
-}
-
-const kvq_plugin_api* load_plugin() {
+std::string plugin_path() {
   const char* env = std::getenv("KVQ_BENCH_PLUGIN");
-  void* h =
-      dlopen(env != nullptr ? env : KVQ_TRITON_PLUGIN, RTLD_NOW | RTLD_LOCAL);  // never closed
-  if (h == nullptr) throw std::runtime_error(dlerror());
-  return reinterpret_cast<kvq_plugin_entry_fn>(dlsym(h, KVQ_PLUGIN_ENTRY_SYMBOL))();
-}
-
-const kvq_plugin_api* api() {
-  static const kvq_plugin_api* const a = load_plugin();
-  return a;
+  return env != nullptr ? env : KVQ_TRITON_PLUGIN;
 }
 
 // Read bandwidth (bytes/s) per thread count, as BM_ReadBandwidth measured it.
@@ -98,19 +77,16 @@ void BM_ReadBandwidth(benchmark::State& state) {
 
 // Decode: range(0) sequences of one query token at context range(1), 32
 // query heads over 8 KV heads, head 128, bf16 queries, range(2) threads.
+// Bulk tensors are client Buffers, so a device plugin (KVQ_BENCH_PLUGIN)
+// is measured with its own memory.
 void BM_Decode(benchmark::State& state, const char* mode) {
-  const kvq_plugin_api* a = api();
+  namespace client = kvq::client;
   const int threads = static_cast<int>(state.range(2));
-  kvq_host_info host{
-      KVQ_HOST_INFO_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR, nullptr, nullptr, 0, threads, 0, 0};
-  kvq_instance* inst = nullptr;
-  if (kvq_error* e = a->negotiate(&host, &inst)) throw std::runtime_error(a->error_message(e));
-  kvq_plugin_info info{};
-  info.struct_size = KVQ_PLUGIN_INFO_SIZE;
-  if (kvq_error* e = a->get_info(inst, &info)) throw std::runtime_error(a->error_message(e));
-  state.SetLabel(std::string(mode) + " simd=" + (info.simd_level ? info.simd_level : "?"));
-  kvq_layer_config c{};
-  c.struct_size = KVQ_LAYER_CONFIG_SIZE;
+  client::PluginOptions options;
+  options.num_threads = threads;
+  const client::Plugin plugin = client::Plugin::load(plugin_path(), options);
+  state.SetLabel(std::string(mode) + " simd=" + plugin.info().simd_level);
+  client::LayerConfig c;
   c.backend = "triton";
   c.layer_name = "model.layers.0.self_attn.attn";
   c.kv_cache_dtype = mode;
@@ -119,57 +95,50 @@ void BM_Decode(benchmark::State& state, const char* mode) {
   c.num_kv_heads = 8;
   c.head_size = 128;
   c.block_size = 16;
-  kvq_layer* layer = nullptr;
-  if (kvq_error* e = a->layer_create(inst, &c, &layer)) {
-    state.SkipWithError(a->error_message(e));
-    a->error_destroy(e);
-    a->instance_destroy(inst);
+  std::optional<client::Layer> layer;
+  try {
+    layer.emplace(plugin.create_layer(c));
+  } catch (const client::Error& e) {
+    state.SkipWithError(e.what());
     return;
   }
-  a->process_weights(layer);  // fp8 per-tensor: default scales
-  kvq_cache_geometry g{};
-  g.struct_size = KVQ_CACHE_GEOMETRY_SIZE;
-  a->cache_geometry(layer, &g);
+  layer->process_weights();  // fp8 per-tensor: default scales
+  const kvq_cache_geometry g = layer->cache_geometry();
   const int64_t seqs = state.range(0), ctx = state.range(1), per_seq = ctx / 16;
   const int64_t blocks = seqs * per_seq;
-  Aligned cache(static_cast<size_t>(blocks * g.bytes_per_block));
-  Aligned q(static_cast<size_t>(seqs * 32 * 128 * 2)),
-      out(static_cast<size_t>(seqs * 32 * 128 * 2));
+  client::Buffer cache(plugin, static_cast<uint64_t>(blocks * g.bytes_per_block));
+  cache.fill(1);  // fault every page in now, not while timing
+  client::Buffer q(plugin, static_cast<uint64_t>(seqs * 32 * 128 * 2)),
+      out(plugin, static_cast<uint64_t>(seqs * 32 * 128 * 2));
   // Queries of 1.0 (bf16 0x3F80): a finite, nonzero input for every head.
-  for (int64_t i = 0; i < seqs * 32 * 128; ++i) {
-    const uint16_t one = 0x3F80;
-    std::memcpy(q.p.get() + 2 * i, &one, 2);
-  }
+  const std::vector<uint16_t> ones(static_cast<size_t>(seqs * 32 * 128), 0x3F80);
+  q.upload(std::as_bytes(std::span(ones)));
   std::vector<int32_t> table(static_cast<size_t>(blocks)), qsl(static_cast<size_t>(seqs + 1)),
       lens(static_cast<size_t>(seqs), static_cast<int32_t>(ctx));
   std::iota(table.begin(), table.end(), 0);
   std::iota(qsl.begin(), qsl.end(), 0);
-  kvq_tensor tc = tensor(cache.p.get(), KVQ_DTYPE_U8, {blocks, g.bytes_per_block});
-  a->cache_init(layer, &tc);
-  kvq_tensor tq = tensor(q.p.get(), KVQ_DTYPE_BF16, {seqs, 32, 128}),
-             to = tensor(out.p.get(), KVQ_DTYPE_BF16, {seqs, 32, 128});
-  kvq_tensor tqsl = tensor(qsl.data(), KVQ_DTYPE_I32, {seqs + 1}),
-             tl = tensor(lens.data(), KVQ_DTYPE_I32, {seqs}),
-             tt = tensor(table.data(), KVQ_DTYPE_I32, {seqs, per_seq});
-  kvq_forward_args f{};
-  f.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  f.attention_state = KVQ_ATTN_DECODE_ONLY;
-  f.query = &tq;
-  f.kv_cache = &tc;
-  f.query_start_loc = &tqsl;
-  f.seq_lens = &tl;
-  f.block_table = &tt;
-  f.output = &to;
+  client::Buffer table_buffer(plugin, table.size() * sizeof(int32_t));
+  table_buffer.upload(std::as_bytes(std::span(table)));
+  const kvq_tensor tc = cache.tensor(KVQ_DTYPE_U8, {blocks, g.bytes_per_block});
+  layer->cache_init(tc);
+  client::ForwardArgs f;
+  f.attention_state(KVQ_ATTN_DECODE_ONLY)
+      .query(q.tensor(KVQ_DTYPE_BF16, {seqs, 32, 128}))
+      .kv_cache(tc)
+      .query_start_loc(client::host_vector(qsl))
+      .seq_lens(client::host_vector(lens))
+      .block_table(table_buffer.tensor(KVQ_DTYPE_I32, {seqs, per_seq}))
+      .output(out.tensor(KVQ_DTYPE_BF16, {seqs, 32, 128}));
   double elapsed = 0.0;  // wall seconds inside forward, for the plain counters below
   for (auto _ : state) {
     const double t0 = omp_get_wtime();
-    kvq_error* e = a->forward(layer, &f);
-    elapsed += omp_get_wtime() - t0;
-    if (e != nullptr) {
-      state.SkipWithError(a->error_message(e));
-      a->error_destroy(e);
+    try {
+      layer->forward(f);
+    } catch (const client::Error& e) {
+      state.SkipWithError(e.what());
       break;
     }
+    elapsed += omp_get_wtime() - t0;
   }
   const double bytes = static_cast<double>(blocks * g.bytes_per_block);
   const double rate = elapsed > 0 ? bytes * static_cast<double>(state.iterations()) / elapsed : 0;
@@ -178,8 +147,6 @@ void BM_Decode(benchmark::State& state, const char* mode) {
   state.counters["kv_GBps"] = rate / 1e9;
   const auto bw = read_bandwidth().find(threads);
   if (bw != read_bandwidth().end()) state.counters["bw_frac"] = rate / bw->second;
-  a->layer_destroy(layer);
-  a->instance_destroy(inst);
 }
 
 // Sequences, context, threads.

@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (4 + config_len + description_len < size)
     fuzz::write_file(dir / "model.safetensors", bytes.substr(4 + config_len + description_len));
 
-  static const host::Plugin plugin = host::Plugin::load(KVQ_FUZZ_ASCEND_PLUGIN, {0, 1});
+  static const host::Plugin plugin = host::open_plugin(KVQ_FUZZ_ASCEND_PLUGIN, {0, 1});
   try {
     const host::Checkpoint checkpoint = host::Checkpoint::open(dir);
     const int64_t layers = std::min<int64_t>(checkpoint.config().num_layers, 2);

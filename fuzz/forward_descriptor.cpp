@@ -1,14 +1,18 @@
 // Fuzzes the ABI's descriptor validation (plugin_sdk batch.cpp, tensor.cpp)
 // and everything behind it, through the triton_sim plugin's C ABI (linked
 // statically): fuzzer-built cache_write and forward arguments over real
-// buffers. Every tensor's buffer is exactly as large as its descriptor says
-// (ASan catches a read or write past it); a descriptor that is malformed by
-// the ABI's rules gets a tiny buffer, so a plugin that accepts it reads out
-// of bounds. Invariants: no crash, never INTERNAL, a refused cache_write
-// leaves the cache unchanged, and supports() refusing means forward refuses
-// with the same code.
+// buffers. The layer and its cache come from the client library; the
+// argument structs are built field by field here on purpose (struct sizes,
+// NULLs and enums are what is fuzzed). Every tensor's buffer is exactly as large as its descriptor
+// says (ASan catches a read or write past it); a descriptor that is malformed by the ABI's rules
+// gets a tiny buffer, so a plugin that accepts it reads out of bounds. Invariants: no crash, never
+// INTERNAL, a refused cache_write leaves the cache unchanged, and supports() refusing means forward
+// refuses with the same code.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <kvq_abi.h>
+#include <kvq_abi_names.h>
+#include <kvq_client/buffer.hpp>
+#include <kvq_client/tensor.hpp>
 
 #include <algorithm>
 #include <array>
@@ -24,7 +28,6 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-#include "kvq_host/dtype.hpp"
 
 namespace {
 
@@ -56,17 +59,14 @@ constexpr LayerChoice kLayers[] = {
 };
 constexpr int64_t kHeads = 4, kKvHeads = 2, kBlockSize = 16;
 
-// Owns a layer and its exactly-sized, 64-byte aligned cache.
+// A layer (client RAII) and its 64-byte aligned cache (a client Buffer of
+// host memory, the plugin being a CPU plugin).
 struct LayerUnderTest {
-  struct Free {
-    void operator()(unsigned char* p) const { std::free(p); }
-  };
-  kvq_layer* layer = nullptr;
+  kvq::client::Layer layer;
   kvq_cache_geometry geometry{};
-  std::unique_ptr<unsigned char, Free> cache;
   int64_t num_blocks = 0;
+  kvq::client::Buffer cache;
   kvq_tensor cache_t{};
-  ~LayerUnderTest() { api().layer_destroy(layer); }
 };
 
 // A tensor descriptor plus a buffer exactly as large as it claims.
@@ -76,19 +76,7 @@ struct Tensor {
 };
 
 kvq_tensor contiguous(int32_t dtype, std::initializer_list<int64_t> shape) {
-  kvq_tensor t{};
-  t.struct_size = KVQ_TENSOR_SIZE;
-  t.device_type = KVQ_DEVICE_CPU;
-  t.dtype = dtype;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) t.shape[i++] = d;
-  int64_t stride = 1;
-  for (int d = t.ndim - 1; d >= 0; --d) {
-    t.strides[d] = stride;
-    stride *= t.shape[d];
-  }
-  return t;
+  return kvq::client::describe(nullptr, dtype, shape);
 }
 
 int64_t interesting(FuzzedDataProvider& fdp) {
@@ -128,7 +116,7 @@ void maybe_break(FuzzedDataProvider& fdp, kvq_tensor& t, int& misalign) {
 
 // What the plugin may touch: nullopt for a descriptor the ABI calls malformed.
 std::optional<int64_t> span_bytes(const kvq_tensor& t) {
-  const int64_t es = kvq::host::abi_dtype_size(t.dtype);
+  const int64_t es = kvq_dtype_size(t.dtype);
   if (t.struct_size < KVQ_TENSOR_SIZE || t.device_type != KVQ_DEVICE_CPU || es == 0 || t.ndim < 0 ||
       t.ndim > KVQ_MAX_DIMS)
     return std::nullopt;
@@ -170,7 +158,7 @@ void materialize(FuzzedDataProvider& fdp, Tensor& x, std::mt19937& rng, bool raw
   }
   if (!span) return;
   // Values of magnitude 1/4..4 with random signs and mantissas.
-  const int64_t es = kvq::host::abi_dtype_size(x.t.dtype);
+  const int64_t es = kvq_dtype_size(x.t.dtype);
   for (int64_t i = 0; i + es <= bytes; i += es) {
     const uint32_t r = static_cast<uint32_t>(rng());
     switch (x.t.dtype) {
@@ -265,9 +253,10 @@ void cache_write(FuzzedDataProvider& fdp, LayerUnderTest& l, const LayerChoice& 
   w.args.num_tokens = fdp.ConsumeIntegralInRange<int>(0, 7) ? 0 : interesting(fdp) % 12;
 
   const size_t cache_bytes = static_cast<size_t>(l.num_blocks * l.geometry.bytes_per_block);
-  const std::vector<unsigned char> before(l.cache.get(), l.cache.get() + cache_bytes);
-  if (take(api().cache_write(l.layer, &w.args), "cache_write") != 0 &&
-      std::memcmp(before.data(), l.cache.get(), cache_bytes) != 0)
+  const std::byte* bytes = l.cache.host_data();
+  const std::vector<std::byte> before(bytes, bytes + cache_bytes);
+  if (take(api().cache_write(l.layer.get(), &w.args), "cache_write") != 0 &&
+      std::memcmp(before.data(), bytes, cache_bytes) != 0)
     invariant_failed("a refused cache_write changed the cache");
 }
 
@@ -335,8 +324,8 @@ void forward(FuzzedDataProvider& fdp, LayerUnderTest& l, const LayerChoice& c, s
   if (fdp.ConsumeIntegralInRange<int>(0, 31) == 0) f.args.head_weights = &query.t;
 
   // Kept (not taken) so a mismatch can print both messages.
-  kvq_error* supported = api().supports(l.layer, &f.args);
-  kvq_error* ran = api().forward(l.layer, &f.args);
+  kvq_error* supported = api().supports(l.layer.get(), &f.args);
+  kvq_error* ran = api().forward(l.layer.get(), &f.args);
   // supports() may be given NULL data pointers, so it can only promise
   // forward's answer when every tensor forward reads has its data.
   bool all_data = true;
@@ -352,16 +341,11 @@ void forward(FuzzedDataProvider& fdp, LayerUnderTest& l, const LayerChoice& c, s
   take(ran, "forward");
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  FuzzedDataProvider fdp(data, size);
-  const LayerChoice& c = kLayers[fdp.ConsumeIntegralInRange<size_t>(0, std::size(kLayers) - 1)];
-  std::mt19937 rng(fdp.ConsumeIntegral<uint32_t>());
-
-  const char* options[2] = {c.option_key, c.option_value};
-  kvq_layer_config config{};
-  config.struct_size = KVQ_LAYER_CONFIG_SIZE;
+// The layer of `c` with a cache of `num_blocks` blocks, created and
+// initialised through the client (these are valid inputs: any refusal is a
+// broken invariant).
+LayerUnderTest make_layer(const LayerChoice& c, int64_t num_blocks) {
+  kvq::client::LayerConfig config;
   config.backend = "triton";
   config.layer_name = "model.layers.0.self_attn.attn";
   config.kv_cache_dtype = c.mode;
@@ -373,24 +357,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.block_size = kBlockSize;
   config.sliding_window = c.sliding_window;
   config.softcap = c.softcap;
-  config.tp_size = 1;
-  config.num_options = c.option_key ? 1 : 0;
-  config.options = c.option_key ? options : nullptr;
+  if (c.option_key != nullptr) config.options = {{c.option_key, c.option_value}};
+  try {
+    LayerUnderTest l{kvq::fuzz::plugin().create_layer(config), {}, num_blocks, {}, {}};
+    l.geometry = l.layer.cache_geometry();
+    l.cache = kvq::client::Buffer(
+        kvq::fuzz::plugin(), static_cast<uint64_t>(num_blocks * l.geometry.bytes_per_block), 64);
+    l.cache_t = l.cache.tensor(KVQ_DTYPE_U8, {num_blocks, l.geometry.bytes_per_block});
+    l.layer.cache_init(l.cache_t);
+    return l;
+  } catch (const kvq::client::Error& e) {
+    invariant_failed("a valid layer was refused:", e.what());
+  }
+}
 
-  LayerUnderTest l;
-  if (kvq_error* e = api().layer_create(instance(), &config, &l.layer))
-    invariant_failed("a valid layer config was refused:", api().error_message(e));
-  l.geometry.struct_size = KVQ_CACHE_GEOMETRY_SIZE;
-  if (take(api().cache_geometry(l.layer, &l.geometry), "cache_geometry") != 0)
-    invariant_failed("cache_geometry");
-  l.num_blocks = fdp.ConsumeIntegralInRange<int64_t>(1, 6);
-  const auto bytes = static_cast<size_t>(l.num_blocks * l.geometry.bytes_per_block);
-  l.cache.reset(static_cast<unsigned char*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
-  l.cache_t = contiguous(KVQ_DTYPE_U8, {l.num_blocks, l.geometry.bytes_per_block});
-  l.cache_t.data = l.cache.get();
-  if (take(api().cache_init(l.layer, &l.cache_t), "cache_init") != 0)
-    invariant_failed("cache_init");
+}  // namespace
 
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  FuzzedDataProvider fdp(data, size);
+  const LayerChoice& c = kLayers[fdp.ConsumeIntegralInRange<size_t>(0, std::size(kLayers) - 1)];
+  std::mt19937 rng(fdp.ConsumeIntegral<uint32_t>());
+
+  LayerUnderTest l = make_layer(c, fdp.ConsumeIntegralInRange<int64_t>(1, 6));
   for (int op = 0; op < 4 && fdp.remaining_bytes() > 0; ++op) {
     if (fdp.ConsumeBool())
       cache_write(fdp, l, c, rng);

@@ -1,9 +1,12 @@
-// Helpers shared by the fuzz targets: a private scratch folder, and a trap
-// that makes libFuzzer keep the input that broke an invariant.
+// Helpers shared by the fuzz targets: a private scratch folder, a trap that
+// makes libFuzzer keep the input that broke an invariant, and the client
+// session of the plugin a target links.
 #pragma once
 
 #include <kvq_abi.h>
 #include <unistd.h>
+#include <kvq_client/error.hpp>
+#include <kvq_client/plugin.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -40,24 +43,27 @@ inline void write_file(const std::filesystem::path& path, std::string_view bytes
 }
 
 // The plugin linked into this target (each target links one plugin
-// statically) and one instance of it for the whole run.
+// statically) and one client session of it for the whole run.
 extern "C" const kvq_plugin_api* kvq_plugin_entry(void);
+inline const kvq::client::Plugin& plugin() {
+  static const kvq::client::Plugin p = [] {
+    kvq::client::PluginOptions options;
+    options.num_threads = 1;
+    try {
+      return kvq::client::Plugin::open(
+          kvq::client::Library{"(linked into this fuzz target)", kvq_plugin_entry()}, options);
+    } catch (const kvq::client::Error& e) {
+      invariant_failed("negotiate", e.what());
+    }
+  }();
+  return p;
+}
+// The raw table and instance, for targets that build C structs themselves.
 inline const kvq_plugin_api& api() {
-  static const kvq_plugin_api* a = kvq_plugin_entry();
-  return *a;
+  return plugin().api();
 }
 inline kvq_instance* instance() {
-  static kvq_instance* inst = [] {
-    kvq_host_info host{};
-    host.struct_size = KVQ_HOST_INFO_SIZE;
-    host.abi_major = KVQ_ABI_MAJOR;
-    host.abi_minor = KVQ_ABI_MINOR;
-    host.num_threads = 1;
-    kvq_instance* out = nullptr;
-    if (api().negotiate(&host, &out) != nullptr) invariant_failed("negotiate");
-    return out;
-  }();
-  return inst;
+  return plugin().instance();
 }
 
 }  // namespace kvq::fuzz

@@ -1,5 +1,5 @@
 // Fuzzes quantization-description parsing: the Ascend plugin's select_scheme
-// hook through its C ABI (the plugin linked statically), and the host's
+// hook through the client library (the plugin linked statically), and the host's
 // checkpoint reader of config.json and quant_model_description.json. The
 // first byte chooses which; the rest is the text. The plugin must answer a
 // registered scheme, "" or INVALID_ARGUMENT (never INTERNAL: that is a bug);
@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "fuzz_support.hpp"
@@ -16,28 +17,21 @@
 
 namespace {
 
-using kvq::fuzz::api;
-using kvq::fuzz::instance;
-
 void select(const std::string& text, const char* prefix, const char* layer_type) {
-  const char* chosen = nullptr;
-  kvq_error* e =
-      api().select_scheme(instance(), text.c_str(), "fuzz.json", prefix, layer_type, &chosen);
-  if (e != nullptr) {
-    const int32_t code = api().error_code(e);
-    const std::string message = api().error_message(e);
-    api().error_destroy(e);
-    if (code != KVQ_ERR_INVALID_ARGUMENT)
-      kvq::fuzz::invariant_failed("select_scheme: unexpected code:", message.c_str());
-    if (message.find("fuzz.json") == std::string::npos)
-      kvq::fuzz::invariant_failed("select_scheme: message does not name the source:",
-                                  message.c_str());
+  std::optional<std::string> chosen;
+  try {
+    chosen = kvq::fuzz::plugin().select_scheme(text, "fuzz.json", prefix, layer_type);
+  } catch (const kvq::client::PluginError& e) {
+    if (e.code() != KVQ_ERR_INVALID_ARGUMENT)
+      kvq::fuzz::invariant_failed("select_scheme: unexpected code:", e.what());
+    if (e.plugin_message().find("fuzz.json") == std::string::npos)
+      kvq::fuzz::invariant_failed("select_scheme: message does not name the source:", e.what());
     return;
   }
-  if (chosen == nullptr) kvq::fuzz::invariant_failed("select_scheme: success without an answer");
-  const std::string s = chosen;
+  if (!chosen) kvq::fuzz::invariant_failed("select_scheme: the Ascend plugin has the hook");
+  const std::string& s = *chosen;
   if (!s.empty() && s != "C8" && s != "FAKQuant" && s != "INT8_DYNAMIC")
-    kvq::fuzz::invariant_failed("select_scheme: unknown scheme", chosen);
+    kvq::fuzz::invariant_failed("select_scheme: unknown scheme", s.c_str());
 }
 
 void open_checkpoint(const std::string& config, const std::string* description) {

@@ -11,6 +11,9 @@
 #   5. kvq_cuda_bench: the benchmark table (log) and OUT_DIR/gpu_bench.json
 #      (--quick: small sizes). It links the CUDA toolkit's cuBLAS, which the
 #      packed folder does not carry: found here in the usual places.
+#   6. kvq run: each deploy/cuda_*.yaml (TP 1) served on the GPU and its
+#      deploy/triton_*.yaml twin on the CPU (JSON reports in OUT_DIR), then
+#      kvq compare of the two (same workload, same accuracy check).
 # Exits non-zero when a step fails; every step runs regardless.
 set -uo pipefail
 build=$(cd "${1:?usage: run_gpu_tests.sh BUILD_DIR [OUT_DIR] [--quick]}" && pwd)
@@ -64,6 +67,19 @@ if [ -x "$build/bin/kvq_cuda_bench" ]; then
   fi
   step bench env LD_LIBRARY_PATH="$bench_libs" "$build/bin/kvq_cuda_bench" ${quick:+--quick} \
     --json "$out/gpu_bench.json"
+fi
+repo=$(cd "$(dirname "$0")/.." && pwd)
+if [ -x "$build/bin/kvq" ]; then
+  for gpu in "$repo"/deploy/cuda_*.yaml; do
+    case $gpu in *_tp[0-9]*.yaml) continue ;; esac  # TP needs mpirun and a GPU per rank
+    mode=$(basename "$gpu" .yaml)
+    mode=${mode#cuda_}
+    step "serve_gpu_$mode" "$build/bin/kvq" run "$gpu" --no-progress --json "$out/serve_gpu_$mode.json"
+    step "serve_cpu_$mode" "$build/bin/kvq" run "$repo/deploy/triton_$mode.yaml" --no-progress \
+      --json "$out/serve_cpu_$mode.json"
+    step "compare_$mode" "$build/bin/kvq" compare "$out/serve_cpu_$mode.json" \
+      "$out/serve_gpu_$mode.json"
+  done
 fi
 echo "gpu tests: $([ $status -eq 0 ] && echo passed || echo FAILED)"
 exit $status

@@ -37,6 +37,17 @@
  * back from negotiate and must not use anything newer. */
 #define EXAMPLE_ABI_MINOR 0
 
+/* The v1.0 size of a struct that grew in a later minor: the least a caller
+ * sends and all this plugin reads or writes. Headers from 1.1 on name it
+ * <NAME>_SIZE_1_0 (their <NAME>_SIZE is the larger, current size); in the
+ * 1.0 header <NAME>_SIZE is the v1.0 size. So the plugin builds against
+ * either header and still accepts every 1.x host. */
+#if KVQ_ABI_MINOR >= 1
+#define EXAMPLE_V1_0_SIZE(name) name##_SIZE_1_0
+#else
+#define EXAMPLE_V1_0_SIZE(name) name##_SIZE
+#endif
+
 /* Sanity limits on layer geometry. They keep every size computation below
  * far away from int64 overflow, so no multiplication needs its own check. */
 #define EXAMPLE_MAX_HEADS 4096
@@ -145,10 +156,11 @@ static kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
                       host->abi_major, KVQ_ABI_MAJOR);
   /* Same major: now the whole v1.0 struct must be there (a smaller struct
    * than the v1.0 one is malformed; a larger one has a tail we ignore). */
-  if (host->struct_size < KVQ_HOST_INFO_SIZE)
+  if (host->struct_size < EXAMPLE_V1_0_SIZE(KVQ_HOST_INFO))
     return make_error(KVQ_ERR_INVALID_ARGUMENT,
                       "negotiate: host_info.struct_size %llu is smaller than the v1.0 size %zu",
-                      (unsigned long long)host->struct_size, (size_t)KVQ_HOST_INFO_SIZE);
+                      (unsigned long long)host->struct_size,
+                      (size_t)EXAMPLE_V1_0_SIZE(KVQ_HOST_INFO));
 
   kvq_instance* instance = malloc(sizeof *instance);
   if (instance == NULL) return OOM_ERROR;
@@ -185,7 +197,7 @@ static const kvq_kv_mode_info mode_float32 = {
 static const kvq_kv_mode_info* const example_modes[] = {&mode_float32};
 
 static const kvq_backend_info backend_example = {
-    .struct_size = KVQ_BACKEND_INFO_SIZE,
+    .struct_size = EXAMPLE_V1_0_SIZE(KVQ_BACKEND_INFO), /* a 1.0 record: no layer options */
     .name = "example",
     .description = "minimal reference backend: float32 KV cache, float64 attention",
     .num_kv_modes = 1,
@@ -235,7 +247,7 @@ static kvq_error* probe(kvq_probe_result* out) {
 
 static kvq_error* get_info(const kvq_instance* instance, kvq_plugin_info* out) {
   if (instance == NULL) return make_error(KVQ_ERR_INVALID_ARGUMENT, "get_info: instance is NULL");
-  kvq_error* error = check_out(out, KVQ_PLUGIN_INFO_SIZE, "get_info");
+  kvq_error* error = check_out(out, EXAMPLE_V1_0_SIZE(KVQ_PLUGIN_INFO), "get_info");
   if (error) return error;
   kvq_plugin_info info;
   memset(&info, 0, sizeof info);
@@ -250,7 +262,7 @@ static kvq_error* get_info(const kvq_instance* instance, kvq_plugin_info* out) {
   info.backends = example_backends;
   info.num_schemes = 0; /* this plugin publishes no quantization schemes */
   info.schemes = NULL;
-  copy_out(out, &info, KVQ_PLUGIN_INFO_SIZE);
+  copy_out(out, &info, EXAMPLE_V1_0_SIZE(KVQ_PLUGIN_INFO));
   return NULL;
 }
 
@@ -529,10 +541,11 @@ static kvq_error* cache_init(kvq_layer* layer, const kvq_tensor* kv_cache) {
 static kvq_error* cache_write(kvq_layer* layer, const kvq_cache_write_args* args) {
   if (layer == NULL) return make_error(KVQ_ERR_INVALID_ARGUMENT, "cache_write: layer is NULL");
   if (args == NULL) return make_error(KVQ_ERR_INVALID_ARGUMENT, "cache_write: args is NULL");
-  if (args->struct_size < KVQ_CACHE_WRITE_ARGS_SIZE)
+  if (args->struct_size < EXAMPLE_V1_0_SIZE(KVQ_CACHE_WRITE_ARGS))
     return make_error(KVQ_ERR_INVALID_ARGUMENT,
                       "cache_write: args.struct_size %llu is smaller than the v1.0 size %zu",
-                      (unsigned long long)args->struct_size, (size_t)KVQ_CACHE_WRITE_ARGS_SIZE);
+                      (unsigned long long)args->struct_size,
+                      (size_t)EXAMPLE_V1_0_SIZE(KVQ_CACHE_WRITE_ARGS));
 
   /* Validate everything first; the write loop below cannot fail, so on any
    * error the cache is exactly as it was. */
@@ -593,10 +606,11 @@ static kvq_error* check_forward(const kvq_layer* layer, const kvq_forward_args* 
                                 int need_data) {
   if (layer == NULL) return make_error(KVQ_ERR_INVALID_ARGUMENT, "forward: layer is NULL");
   if (args == NULL) return make_error(KVQ_ERR_INVALID_ARGUMENT, "forward: args is NULL");
-  if (args->struct_size < KVQ_FORWARD_ARGS_SIZE)
+  if (args->struct_size < EXAMPLE_V1_0_SIZE(KVQ_FORWARD_ARGS))
     return make_error(KVQ_ERR_INVALID_ARGUMENT,
                       "forward: args.struct_size %llu is smaller than the v1.0 size %zu",
-                      (unsigned long long)args->struct_size, (size_t)KVQ_FORWARD_ARGS_SIZE);
+                      (unsigned long long)args->struct_size,
+                      (size_t)EXAMPLE_V1_0_SIZE(KVQ_FORWARD_ARGS));
   /* Unified attention: every valid state is handled the same way. */
   if (args->attention_state < KVQ_ATTN_PREFILL_NO_CACHE ||
       args->attention_state > KVQ_ATTN_SPEC_DECODING)
@@ -793,7 +807,7 @@ static kvq_error* scheme_apply(kvq_layer* layer) {
 
 static kvq_error* param_info(const kvq_layer* layer, int64_t index, kvq_param_info* out) {
   if (layer == NULL) return make_error(KVQ_ERR_INVALID_ARGUMENT, "param_info: layer is NULL");
-  kvq_error* error = check_out(out, KVQ_PARAM_INFO_SIZE, "param_info");
+  kvq_error* error = check_out(out, EXAMPLE_V1_0_SIZE(KVQ_PARAM_INFO), "param_info");
   if (error) return error;
   return make_error(KVQ_ERR_OUT_OF_RANGE, "param_info: index %lld, the layer has 0 parameters",
                     (long long)index);

@@ -111,7 +111,7 @@ void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& 
 
     std::vector<double> query(static_cast<size_t>(rows * hq * d));
     const int64_t element = batch.query().element_size();
-    const auto* q_bytes = static_cast<const std::byte*>(batch.query().data());
+    const auto* q_bytes = batch.query().host();
     decode_to_doubles(shape.dtype, q_bytes + (first_row + skipped) * hq * d * element, query);
 
     std::vector<std::vector<double>> keys(
@@ -135,7 +135,7 @@ void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& 
     const std::vector<double> expected = kvq::ref::attention(problem, query, keys, values);
 
     std::vector<double> actual(expected.size());
-    const auto* out_bytes = static_cast<const std::byte*>(batch.output().data());
+    const auto* out_bytes = batch.output().host();
     decode_to_doubles(shape.dtype, out_bytes + (first_row + skipped) * hq * dv * element, actual);
 
     stats_.add(actual, expected, rows * hq, dv);

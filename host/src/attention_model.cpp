@@ -53,13 +53,13 @@ namespace {
                   model_dtype_name(model.dtype), deployment.kv_cache.block_size, error.what()));
 }
 
-kvq_layer_config layer_config(const Deployment& deployment, const ModelShape& shape, int64_t index,
-                              const std::string& name, const std::string& kv_mode) {
-  kvq_layer_config config{};
-  config.struct_size = KVQ_LAYER_CONFIG_SIZE;
-  config.backend = deployment.backend.c_str();
-  config.layer_name = name.c_str();
-  config.kv_cache_dtype = kv_mode.c_str();
+client::LayerConfig layer_config(const Deployment& deployment, const ModelShape& shape,
+                                 int64_t index, const std::string& name,
+                                 const std::string& kv_mode) {
+  client::LayerConfig config;
+  config.backend = deployment.backend;
+  config.layer_name = name;
+  config.kv_cache_dtype = kv_mode;
   config.model_dtype = shape.dtype;
   config.layer_index = static_cast<int32_t>(index);
   config.num_heads = shape.num_heads;
@@ -100,7 +100,8 @@ std::string attention_layer_name(int64_t index) {
 }
 
 AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deployment,
-                               const ModelShape& shape, const Checkpoint* checkpoint) {
+                               const ModelShape& shape, const Checkpoint* checkpoint)
+    : fp8_query_(plugin) {
   for (int64_t i = 0; i < shape.num_layers; ++i) {
     const std::string name = attention_layer_name(i);
     std::optional<CheckpointLayerPlan> plan;
@@ -113,7 +114,7 @@ AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deploymen
       if (deployment.kv_cache.dtype.empty())
         kv_mode_origin = "the KV cache mode chosen by " + plan->scheme_source;
     }
-    kvq_layer_config config = layer_config(deployment, shape, i, name, kv_mode);
+    client::LayerConfig config = layer_config(deployment, shape, i, name, kv_mode);
     // MLA checkpoints: the value is the latent (kv_lora_rank wide).
     if (checkpoint != nullptr) config.head_size_v = checkpoint->config().head_size_v();
     try {
@@ -180,7 +181,7 @@ AttentionModel::AttentionModel(const Plugin& plugin, const Deployment& deploymen
   sizing_.total_bytes = sizing_.num_blocks * sizing_.bytes_per_block_all_layers;
 
   for (size_t i = 0; i < layers_.size(); ++i) {
-    caches_.emplace_back(sizing_.num_blocks, sizing_.geometries[i]);
+    caches_.emplace_back(plugin, sizing_.num_blocks, sizing_.geometries[i]);
     layers_[i].cache_init(caches_.back().tensor());
   }
   spdlog::info("KV cache: {} blocks x {} tokens, {:.1f} bytes per token over {} layers, {:.3f} GiB",
@@ -192,12 +193,13 @@ void AttentionModel::run_layer(int64_t index, StepBatch& batch) {
   Layer& layer = layers_[static_cast<size_t>(index)];
   const kvq_tensor& cache = caches_[static_cast<size_t>(index)].tensor();
   layer.cache_write(batch.cache_write_args(cache));
-  kvq_forward_args args = batch.forward_args(cache);
+  client::ForwardArgs args = batch.forward_args(cache);
   if (!fp8_queries_.empty()) {
     fp8_queries_[static_cast<size_t>(index)].quantize(batch.query(), fp8_query_);
-    args.query = &fp8_query_.view();
+    args.query(fp8_query_.view());
   }
   layer.forward(args);
+  batch.download_output();
 }
 
 }  // namespace kvq::host

@@ -14,6 +14,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -180,7 +181,7 @@ double now_seconds() {
 
 // A layer of one mode and head layout on one plugin session, ready to run.
 Layer make_layer(const Plugin& plugin, const ModeSpec& mode, const Gqa& gqa) {
-  kvq_layer_config c{};
+  client::LayerConfig c;
   c.backend = mode.backend;
   c.layer_name = kLayerName;
   c.kv_cache_dtype = mode.kv_cache_dtype;
@@ -189,7 +190,6 @@ Layer make_layer(const Plugin& plugin, const ModeSpec& mode, const Gqa& gqa) {
   c.num_kv_heads = gqa.kv_heads;
   c.head_size = kHeadSize;
   c.block_size = kBlockSize;
-  c.tp_size = 1;
   Layer layer = plugin.create_layer(c);
   if (mode.scheme[0] != '\0') {
     layer.apply_scheme(mode.scheme, "attention");
@@ -215,14 +215,14 @@ struct Pool {
   std::vector<int32_t> order;  // a fixed random permutation of the blocks
 };
 
-Pool make_pool(Layer& layer, const Gqa& gqa, const Sizes& s) {
+Pool make_pool(const Plugin& plugin, Layer& layer, const Gqa& gqa, const Sizes& s) {
   const kvq_cache_geometry g = layer.cache_geometry();
   Pool pool;
   pool.bytes_per_block = g.bytes_per_block;
   const int64_t largest = s.many_seqs * s.ctx_long / kBlockSize;
   const auto by_bytes = static_cast<int64_t>(s.pool_bytes / static_cast<size_t>(g.bytes_per_block));
   pool.blocks = std::max(largest, by_bytes);
-  pool.cache = std::make_unique<KvCacheBuffer>(pool.blocks, g);
+  pool.cache = std::make_unique<KvCacheBuffer>(plugin, pool.blocks, g);
   layer.cache_init(pool.cache->tensor());
 
   // One pattern of `n` tokens, then copied block by block over the pool.
@@ -233,18 +233,20 @@ Pool make_pool(Layer& layer, const Gqa& gqa, const Sizes& s) {
   fill_bf16(value, 2);
   HostTensor slots(KVQ_DTYPE_I64, {n});
   std::iota(slots.as<int64_t>(), slots.as<int64_t>() + n, int64_t{0});
-  kvq_cache_write_args w{};
-  w.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  w.key = &key.view();
-  w.value = &value.view();
-  w.slot_mapping = &slots.view();
-  w.kv_cache = &pool.cache->tensor();
-  layer.cache_write(w);
+  layer.cache_write(client::CacheWriteArgs()
+                        .key(key.view())
+                        .value(value.view())
+                        .slot_mapping(slots.view())
+                        .kv_cache(pool.cache->tensor()));
+  // Copies of the written pattern, through the buffer (the plugin's memory).
   const int64_t pattern = n / kBlockSize;
-  auto* base = reinterpret_cast<unsigned char*>(pool.cache->data());
+  std::vector<std::byte> bytes(static_cast<size_t>(pattern * g.bytes_per_block));
+  Buffer& memory = pool.cache->buffer();
+  memory.download(bytes);
   for (int64_t b = pattern; b < pool.blocks; ++b)
-    std::memcpy(base + b * g.bytes_per_block, base + (b % pattern) * g.bytes_per_block,
-                static_cast<size_t>(g.bytes_per_block));
+    memory.upload(std::span(bytes).subspan(static_cast<size_t>((b % pattern) * g.bytes_per_block),
+                                           static_cast<size_t>(g.bytes_per_block)),
+                  static_cast<uint64_t>(b * g.bytes_per_block));
 
   pool.order.resize(static_cast<size_t>(pool.blocks));
   std::iota(pool.order.begin(), pool.order.end(), 0);
@@ -258,7 +260,7 @@ Pool make_pool(Layer& layer, const Gqa& gqa, const Sizes& s) {
 struct AttentionRun {
   HostTensor query, output, qsl, seq_lens;
   std::vector<HostTensor> tables;
-  kvq_forward_args args{};
+  client::ForwardArgs args;
   double kv_bytes = 0.0, flops = 0.0;
 };
 
@@ -315,13 +317,12 @@ AttentionRun make_attention(const CaseSpec& c, const Gqa& gqa, const Pool& pool)
     }
     r.tables.push_back(std::move(t));
   }
-  r.args.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  r.args.attention_state = state;
-  r.args.query = &r.query.view();
-  r.args.kv_cache = &pool.cache->tensor();
-  r.args.query_start_loc = &r.qsl.view();
-  r.args.seq_lens = &r.seq_lens.view();
-  r.args.output = &r.output.view();
+  r.args.attention_state(state)
+      .query(r.query.view())
+      .kv_cache(pool.cache->tensor())
+      .query_start_loc(r.qsl.view())
+      .seq_lens(r.seq_lens.view())
+      .output(r.output.view());
   return r;
 }
 
@@ -330,7 +331,7 @@ AttentionRun make_attention(const CaseSpec& c, const Gqa& gqa, const Pool& pool)
 struct WriteRun {
   HostTensor key, value;
   std::vector<HostTensor> slots;
-  kvq_cache_write_args args{};
+  client::CacheWriteArgs args;
   double bytes = 0.0;
 };
 
@@ -351,10 +352,7 @@ WriteRun make_write(const CaseSpec& c, const Gqa& gqa, const Pool& pool) {
           t % kBlockSize;
     r.slots.push_back(std::move(s));
   }
-  r.args.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  r.args.key = &r.key.view();
-  r.args.value = &r.value.view();
-  r.args.kv_cache = &pool.cache->tensor();
+  r.args.key(r.key.view()).value(r.value.view()).kv_cache(pool.cache->tensor());
   return r;
 }
 
@@ -462,7 +460,7 @@ int command_bench(const std::vector<std::string>& args, std::ostream& out) {
     const auto key = std::make_pair(std::string(library), threads);
     auto it = plugins.find(key);
     if (it == plugins.end())
-      it = plugins.emplace(key, Plugin::load(o.plugin_dir / library, {0, threads})).first;
+      it = plugins.emplace(key, open_plugin(o.plugin_dir / library, {0, threads})).first;
     return it->second;
   };
 
@@ -505,7 +503,7 @@ int command_bench(const std::vector<std::string>& args, std::ostream& out) {
       try {
         for (int t : o.threads)
           layers.push_back(make_layer(plugin(mode.library, t), mode, kGqas[gi]));
-        pool = make_pool(layers[0], kGqas[gi], s);
+        pool = make_pool(plugin(mode.library, o.threads[0]), layers[0], kGqas[gi], s);
       } catch (const std::exception& e) {
         setup_error = e.what();
       }
@@ -528,7 +526,7 @@ int command_bench(const std::vector<std::string>& args, std::ostream& out) {
               row.kv_bytes = w.bytes;
               row.seconds = time_runs(
                   [&](int64_t copy) {
-                    w.args.slot_mapping = &w.slots[static_cast<size_t>(copy)].view();
+                    w.args.slot_mapping(w.slots[static_cast<size_t>(copy)].view());
                     layer.cache_write(w.args);
                   },
                   static_cast<int64_t>(w.slots.size()), min_seconds, flush);
@@ -538,7 +536,7 @@ int command_bench(const std::vector<std::string>& args, std::ostream& out) {
               row.flops = a.flops;
               row.seconds = time_runs(
                   [&](int64_t copy) {
-                    a.args.block_table = &a.tables[static_cast<size_t>(copy)].view();
+                    a.args.block_table(a.tables[static_cast<size_t>(copy)].view());
                     layer.forward(a.args);
                   },
                   static_cast<int64_t>(a.tables.size()), min_seconds, flush);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <kvq_client/tensor.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string_view>
 
@@ -167,47 +169,27 @@ class AlignedTensor {
 // engine starts serving. The probe is a well-formed batch for attention over
 // a K+V cache; layers with other layouts (MLA latent, indexer keys) are not
 // probed, and UNSUPPORTED (a batch the layer cannot run) is not an error.
-void check_ready(const Layer& layer, const CheckpointLoadOptions& options) {
+// Bulk tensors carry the plugin's device type (without data); the block
+// table, which is read, is a real buffer in the plugin's memory.
+void check_ready(const Plugin& plugin, const Layer& layer, const CheckpointLoadOptions& options) {
   if (options.num_heads < 1) return;
   const kvq_cache_geometry g = layer.cache_geometry();
   if (g.layout != KVQ_CACHE_LAYOUT_BLOCK_KV_SLOT_HEAD) return;
-  const auto tensor = [](int32_t dtype, std::initializer_list<int64_t> shape) {
-    kvq_tensor t{};
-    t.struct_size = KVQ_TENSOR_SIZE;
-    t.device_type = KVQ_DEVICE_CPU;
-    t.dtype = dtype;
-    t.ndim = static_cast<int32_t>(shape.size());
-    int i = 0;
-    for (const int64_t dim : shape) t.shape[i++] = dim;
-    int64_t stride = 1;
-    for (int d = t.ndim - 1; d >= 0; --d) {
-      t.strides[d] = stride;
-      stride *= t.shape[d];
-    }
-    return t;
-  };
-  const kvq_tensor query = tensor(options.model_dtype, {1, options.num_heads, g.head_size});
-  const kvq_tensor output = tensor(options.model_dtype, {1, options.num_heads, g.head_size_v});
-  const kvq_tensor cache = tensor(KVQ_DTYPE_U8, {1, g.bytes_per_block});
-  // The batch description is read; the data tensors may stay NULL.
-  int32_t starts[2] = {0, 1};
-  int32_t lens[1] = {1};
-  int32_t blocks[1] = {0};
-  kvq_tensor query_start_loc = tensor(KVQ_DTYPE_I32, {2});
-  kvq_tensor seq_lens = tensor(KVQ_DTYPE_I32, {1});
-  kvq_tensor block_table = tensor(KVQ_DTYPE_I32, {1, 1});
-  query_start_loc.data = starts;
-  seq_lens.data = lens;
-  block_table.data = blocks;
-  kvq_forward_args args{};
-  args.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  args.attention_state = KVQ_ATTN_DECODE_ONLY;
-  args.query = &query;
-  args.kv_cache = &cache;
-  args.query_start_loc = &query_start_loc;
-  args.seq_lens = &seq_lens;
-  args.block_table = &block_table;
-  args.output = &output;
+  const int32_t device = plugin.device_type(), id = plugin.device_id();
+  const std::vector<int32_t> starts = {0, 1}, lens = {1};
+  const int32_t first_block = 0;
+  Buffer table(plugin, sizeof first_block);
+  table.upload(std::as_bytes(std::span(&first_block, 1)));
+  client::ForwardArgs args;
+  args.attention_state(KVQ_ATTN_DECODE_ONLY)
+      .query(client::describe(nullptr, options.model_dtype, {1, options.num_heads, g.head_size},
+                              device, id))
+      .output(client::describe(nullptr, options.model_dtype, {1, options.num_heads, g.head_size_v},
+                               device, id))
+      .kv_cache(client::describe(nullptr, KVQ_DTYPE_U8, {1, g.bytes_per_block}, device, id))
+      .query_start_loc(client::host_vector(starts))
+      .seq_lens(client::host_vector(lens))
+      .block_table(table.tensor(KVQ_DTYPE_I32, {1, 1}));
   try {
     layer.check_supports(args);
   } catch (const PluginError& e) {
@@ -534,7 +516,7 @@ CheckpointLoadReport load_checkpoint_weights(const Plugin& plugin, Layer& layer,
         report.scheme.empty() ? "none" : report.scheme);
   }
   try {
-    check_ready(layer, options);
+    check_ready(plugin, layer, options);
   } catch (const Error& e) {
     throw Error(fmt::format("{}: the layer cannot run after loading{}{}: {}", where,
                             report.unloaded_parameters.empty()
@@ -564,11 +546,10 @@ LoadedLayer create_checkpoint_layer(const Plugin& plugin, const Checkpoint& chec
   CheckpointLayerPlan plan =
       plan_checkpoint_layer(plugin, spec.backend, checkpoint, index, spec.kv_cache_dtype);
   const std::string name = attention_layer_name(index);
-  kvq_layer_config config{};
-  config.struct_size = KVQ_LAYER_CONFIG_SIZE;
-  config.backend = spec.backend.c_str();
-  config.layer_name = name.c_str();
-  config.kv_cache_dtype = plan.create_mode.c_str();
+  client::LayerConfig config;
+  config.backend = spec.backend;
+  config.layer_name = name;
+  config.kv_cache_dtype = plan.create_mode;
   config.model_dtype = abi_dtype(c.dtype);
   config.layer_index = static_cast<int32_t>(index);
   config.num_heads = c.num_heads / tp;

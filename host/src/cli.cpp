@@ -138,7 +138,7 @@ int command_inspect(const std::vector<std::string>& args, std::ostream& out) {
   if (args.size() != 1 || args[0].starts_with("-")) {
     throw UsageError("inspect takes one plugin path");
   }
-  const Plugin plugin = Plugin::load(args[0]);
+  const Plugin plugin = open_plugin(args[0]);
   print_inspection(plugin, out);
   return kExitOk;
 }

@@ -1,7 +1,7 @@
 #include "kvq_host/dtype.hpp"
 
 #include <fmt/format.h>
-#include <kvq_abi.h>
+#include <kvq_abi_names.h>
 
 namespace kvq::host {
 
@@ -31,36 +31,14 @@ int32_t abi_dtype(ModelDtype dtype) {
 }
 
 int64_t abi_dtype_size(int32_t dtype) {
-  switch (dtype) {
-    case KVQ_DTYPE_F32: return 4;
-    case KVQ_DTYPE_F16: return 2;
-    case KVQ_DTYPE_BF16: return 2;
-    case KVQ_DTYPE_I8: return 1;
-    case KVQ_DTYPE_U8: return 1;
-    case KVQ_DTYPE_F8_E4M3FN: return 1;
-    case KVQ_DTYPE_F8_E5M2: return 1;
-    case KVQ_DTYPE_I32: return 4;
-    case KVQ_DTYPE_I64: return 8;
-    case KVQ_DTYPE_F64: return 8;
-    default: return 0;
-  }
+  return kvq_dtype_size(dtype);
 }
 
 std::string abi_dtype_name(int32_t dtype) {
-  switch (dtype) {
-    case 0: return "model dtype";
-    case KVQ_DTYPE_F32: return "fp32";
-    case KVQ_DTYPE_F16: return "fp16";
-    case KVQ_DTYPE_BF16: return "bf16";
-    case KVQ_DTYPE_I8: return "int8";
-    case KVQ_DTYPE_U8: return "uint8";
-    case KVQ_DTYPE_F8_E4M3FN: return "fp8_e4m3fn";
-    case KVQ_DTYPE_F8_E5M2: return "fp8_e5m2";
-    case KVQ_DTYPE_I32: return "int32";
-    case KVQ_DTYPE_I64: return "int64";
-    case KVQ_DTYPE_F64: return "fp64";
-    default: return fmt::format("dtype_{}", dtype);
-  }
+  if (dtype == 0) return "model dtype";
+  const std::string_view name = kvq_dtype_name(dtype);
+  if (name == "?") return fmt::format("dtype_{}", dtype);
+  return std::string(name);
 }
 
 }  // namespace kvq::host

@@ -1,6 +1,7 @@
 #include "kvq_host/engine.hpp"
 
 #include <fmt/format.h>
+#include <kvq_abi_names.h>
 #include <spdlog/spdlog.h>
 
 #include <fstream>
@@ -34,14 +35,22 @@ TensorParallelGroup join_group(const Deployment& deployment) {
   }
 }
 
-// Loads and negotiates the deployment's plugin and logs what it offers.
-Plugin load_plugin(const Deployment& deployment) {
-  Plugin plugin = Plugin::load(
+// Loads and negotiates the deployment's plugin and logs what it offers. A
+// device plugin gets the rank as its device ordinal (one device per rank of
+// `mpirun -np N` on one machine).
+Plugin load_plugin(const Deployment& deployment, const TensorParallelGroup& group) {
+  Plugin plugin = open_plugin(
       deployment.plugin.path,
-      NegotiationOptions{deployment.plugin.min_minor, static_cast<int32_t>(deployment.threads)});
+      NegotiationOptions{deployment.plugin.min_minor, static_cast<int32_t>(deployment.threads),
+                         static_cast<int32_t>(group.rank())});
   const PluginInfo& info = plugin.info();
   spdlog::info("plugin '{}' {} by {} (ABI {}.{}), SIMD level {}", info.name, info.version,
                info.vendor, info.abi_major, info.abi_minor, info.simd_level);
+  if (plugin.on_device()) {
+    spdlog::info("  device: {} {} ({}, {:.1f} GiB)", kvq_device_type_name(info.device_type),
+                 info.device_ordinal, info.device_name,
+                 static_cast<double>(info.device_memory_bytes) / (1024.0 * 1024 * 1024));
+  }
   for (const auto& backend : info.backends) {
     std::vector<std::string> modes;
     for (const auto& mode : backend.kv_modes) {
@@ -125,7 +134,7 @@ class ServingLoop {
       : deployment_(deployment),
         options_(options),
         group_(group),
-        plugin_(load_plugin(deployment)),
+        plugin_(load_plugin(deployment, group)),
         shape_(model_shape(deployment, group)),
         model_(plugin_, deployment, shape_, checkpoint),
         requests_(make_workload(deployment.workload)),
@@ -140,7 +149,7 @@ class ServingLoop {
                             deployment.scheduler.chunked_prefill,
                             deployment.kv_cache.prefix_caching},
             blocks_),
-        batch_(shape_),
+        batch_(shape_, plugin_),
         accuracy_(
             options.check_every_output
                 ? AccuracyChecker(generator_, requests_, INT64_MAX, INT64_MAX, options.kv_model)
@@ -251,10 +260,8 @@ class ServingLoop {
           accuracy_.check(batch_, request_ids, layer);
         }
         if (!options_.dump_outputs.empty()) {
-          const auto* bytes = static_cast<const std::byte*>(batch_.output().data());
-          step_outputs_.insert(
-              step_outputs_.end(), bytes,
-              bytes + batch_.output().num_elements() * batch_.output().element_size());
+          const std::byte* bytes = batch_.output().host();
+          step_outputs_.insert(step_outputs_.end(), bytes, bytes + batch_.output().byte_size());
         }
       }
     } catch (const PluginError& e) {

@@ -9,6 +9,7 @@
 
 #include "kvq_host/errors.hpp"
 #include "kvq_host/float_codec.hpp"
+#include "kvq_host/host_tensor.hpp"
 
 namespace kvq::host {
 
@@ -73,13 +74,13 @@ Fp8Query Fp8Query::for_layer(const Layer& layer, int64_t num_heads, int64_t num_
   return out;
 }
 
-void Fp8Query::quantize(const HostTensor& query, HostTensor& out) const {
-  const kvq_tensor& q = query.view();
+void Fp8Query::quantize(const PluginTensor& query, PluginTensor& out) const {
+  const kvq_tensor& q = query.host_view();
   const int64_t tokens = q.shape[0], heads = q.shape[1], d = q.shape[2];
   out.reshape(KVQ_DTYPE_F8_E4M3FN, {tokens, heads, d});
   std::vector<double> row(static_cast<size_t>(d));
   auto* dst = out.as<uint8_t>();
-  const auto* src = static_cast<const std::byte*>(query.data());
+  const std::byte* src = query.host();
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t at = (t * heads + h) * d;
@@ -90,6 +91,7 @@ void Fp8Query::quantize(const HostTensor& query, HostTensor& out) const {
       }
     }
   }
+  out.upload();
 }
 
 }  // namespace kvq::host

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
+#include <kvq_abi_names.h>
 
 #include <algorithm>
 
@@ -34,6 +35,14 @@ void print_inspection(const Plugin& plugin, std::ostream& out) {
                           kHostAbiMinor));
   print_field(out, "SIMD level", info.simd_level);
   print_field(out, "CPU features", info.cpu_features);
+  std::string device = fmt::format("{} {} of {}", kvq_device_type_name(info.device_type),
+                                   info.device_ordinal, info.device_count);
+  if (!info.device_name.empty()) device += fmt::format(" ({})", info.device_name);
+  if (info.device_memory_bytes > 0)
+    device += fmt::format(", {:.1f} GiB",
+                          static_cast<double>(info.device_memory_bytes) / (1024.0 * 1024 * 1024));
+  device += info.has_device_memory ? ", device memory hooks" : ", host memory";
+  print_field(out, "device", device);
   std::string probe_text = "not implemented";
   try {
     if (const auto probe = plugin.probe()) {
@@ -65,6 +74,12 @@ void print_inspection(const Plugin& plugin, std::ostream& out) {
                  abi_dtype_name(mode.element_dtype), yes_no(mode.supported),
                  yes_no(mode.per_token_head), yes_no(mode.needs_scheme), mode.description);
     }
+    if (!backend.layer_options.empty()) fmt::print(out, "    layer options:\n");
+    for (const auto& option : backend.layer_options) {
+      fmt::print(out, "      {} (default {}{}): {}\n", option.name,
+                 option.default_value.empty() ? "-" : option.default_value,
+                 option.kv_modes.empty() ? "" : ", modes " + option.kv_modes, option.description);
+    }
   }
 
   fmt::print(out, "\nschemes ({}):\n", info.schemes.size());
@@ -75,8 +90,9 @@ void print_inspection(const Plugin& plugin, std::ostream& out) {
   }
   fmt::print(out, "    {:<{}}  {:<9}  {}\n", "scheme", width, "supported", "description");
   for (const auto& scheme : info.schemes) {
-    fmt::print(out, "    {:<{}}  {:<9}  {}\n", scheme.quant_type + " / " + scheme.layer_type, width,
-               yes_no(scheme.supported), scheme.description);
+    fmt::print(out, "    {:<{}}  {:<9}  {}{}\n", scheme.quant_type + " / " + scheme.layer_type,
+               width, yes_no(scheme.supported), scheme.description,
+               scheme.backend.empty() ? "" : " [backend " + scheme.backend + "]");
     for (const auto& rule : scheme.name_rules) {
       fmt::print(out, "      name rule: *{} -> *{}\n", rule.checkpoint_suffix, rule.param_suffix);
     }

@@ -4,23 +4,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 
 #include "kvq_host/errors.hpp"
 
 namespace kvq::host {
 
-void KvCacheBuffer::Free::operator()(std::byte* p) const noexcept {
-  std::free(p);
-}
-
-KvCacheBuffer::KvCacheBuffer(int64_t num_blocks, const kvq_cache_geometry& geometry) {
+KvCacheBuffer::KvCacheBuffer(const Plugin& plugin, int64_t num_blocks,
+                             const kvq_cache_geometry& geometry) {
   if (num_blocks < 1 || geometry.bytes_per_block < 1) {
     throw Error(fmt::format("KV cache: {} blocks of {} bytes is not a cache", num_blocks,
                             geometry.bytes_per_block));
   }
-  // aligned_alloc needs a power of two that is a multiple of sizeof(void*);
   // 64 bytes (a cache line) is the floor whatever the plugin asks.
   const int64_t alignment = std::max<int64_t>(64, geometry.alignment);
   if ((alignment & (alignment - 1)) != 0) {
@@ -31,23 +26,21 @@ KvCacheBuffer::KvCacheBuffer(int64_t num_blocks, const kvq_cache_geometry& geome
     throw Error("KV cache: size overflows");
   }
   size_bytes_ = num_blocks * geometry.bytes_per_block;
-  const int64_t rounded = (size_bytes_ + alignment - 1) / alignment * alignment;
-  memory_.reset(static_cast<std::byte*>(
-      std::aligned_alloc(static_cast<size_t>(alignment), static_cast<size_t>(rounded))));
-  if (!memory_) {
-    throw Error(fmt::format("KV cache: cannot allocate {:.3f} GiB",
-                            static_cast<double>(rounded) / (1024.0 * 1024 * 1024)));
+  try {
+    memory_ = Buffer(plugin, static_cast<uint64_t>(size_bytes_), static_cast<uint64_t>(alignment));
+  } catch (const PluginError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error(fmt::format("KV cache: cannot allocate {:.3f} GiB: {}",
+                            static_cast<double>(size_bytes_) / (1024.0 * 1024 * 1024), e.what()));
   }
-  tensor_.struct_size = KVQ_TENSOR_SIZE;
-  tensor_.data = memory_.get();
-  tensor_.device_type = KVQ_DEVICE_CPU;
-  tensor_.device_id = 0;
-  tensor_.dtype = KVQ_DTYPE_U8;
-  tensor_.ndim = 2;
-  tensor_.shape[0] = num_blocks;
-  tensor_.shape[1] = geometry.bytes_per_block;
-  tensor_.strides[0] = geometry.bytes_per_block;
-  tensor_.strides[1] = 1;
+  tensor_ = memory_.tensor(KVQ_DTYPE_U8, {num_blocks, geometry.bytes_per_block});
+}
+
+std::vector<std::byte> KvCacheBuffer::read() const {
+  std::vector<std::byte> bytes(static_cast<size_t>(size_bytes_));
+  memory_.download(bytes);
+  return bytes;
 }
 
 int64_t blocks_for_memory(double memory_bytes, int64_t bytes_per_block_all_layers) {

@@ -3,6 +3,8 @@
 #include <kvq_abi.h>
 #include <spdlog/spdlog.h>
 
+#include <string_view>
+
 namespace kvq::host {
 
 spdlog::level::level_enum spdlog_level_for(int32_t kvq_level) noexcept {
@@ -26,18 +28,18 @@ int32_t kvq_log_level_for(spdlog::level::level_enum level) noexcept {
   }
 }
 
-void plugin_log_callback(void* user_data, int32_t level, const char* message) noexcept {
-  try {
-    const auto* context = static_cast<const PluginLogContext*>(user_data);
-    const char* name = context != nullptr ? context->plugin_name.c_str() : "plugin";
-    if (level < KVQ_LOG_TRACE || level > KVQ_LOG_ERROR) {
-      spdlog::warn("[{}] (unknown log level {}) {}", name, level, message ? message : "");
-      return;
+client::LogSink spdlog_sink() {
+  return [](std::string_view plugin, int32_t level, std::string_view message) noexcept {
+    try {
+      if (level < KVQ_LOG_TRACE || level > KVQ_LOG_ERROR) {
+        spdlog::warn("[{}] (unknown log level {}) {}", plugin, level, message);
+        return;
+      }
+      spdlog::log(spdlog_level_for(level), "[{}] {}", plugin, message);
+    } catch (...) {
+      // Logging must never unwind into plugin code; a lost log line is the lesser evil.
     }
-    spdlog::log(spdlog_level_for(level), "[{}] {}", name, message ? message : "");
-  } catch (...) {
-    // Logging must never unwind into plugin code; a lost log line is the lesser evil.
-  }
+  };
 }
 
 }  // namespace kvq::host

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 #include <kvq_abi.h>
+#include <kvq_abi_names.h>
 
 #include <unistd.h>
 
@@ -48,14 +49,8 @@ nlohmann::json latency_json(const LatencySummary& s) {
 }  // namespace
 
 std::string attention_state_name(int32_t state) {
-  switch (state) {
-    case KVQ_ATTN_PREFILL_NO_CACHE: return "PREFILL_NO_CACHE";
-    case KVQ_ATTN_PREFILL_CACHE_HIT: return "PREFILL_CACHE_HIT";
-    case KVQ_ATTN_DECODE_ONLY: return "DECODE_ONLY";
-    case KVQ_ATTN_CHUNKED_PREFILL: return "CHUNKED_PREFILL";
-    case KVQ_ATTN_SPEC_DECODING: return "SPEC_DECODING";
-    default: return fmt::format("STATE_{}", state);
-  }
+  const std::string_view name = kvq_attention_state_name(state);
+  return name == "?" ? fmt::format("STATE_{}", state) : std::string(name);
 }
 
 void print_report(const BenchmarkReport& r, std::ostream& out) {

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <kvq_abi_names.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <kvq_client/tensor.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,20 +24,15 @@ namespace {
 
 using nlohmann::json;
 
-struct DtypeName {
-  std::string_view name;
-  int32_t dtype;
-};
-constexpr DtypeName kDtypes[] = {
-    {"F32", KVQ_DTYPE_F32},         {"F16", KVQ_DTYPE_F16}, {"BF16", KVQ_DTYPE_BF16},
-    {"I8", KVQ_DTYPE_I8},           {"U8", KVQ_DTYPE_U8},   {"F8_E4M3", KVQ_DTYPE_F8_E4M3FN},
-    {"F8_E5M2", KVQ_DTYPE_F8_E5M2}, {"I32", KVQ_DTYPE_I32}, {"I64", KVQ_DTYPE_I64},
-    {"F64", KVQ_DTYPE_F64},
-};
+// The ABI's dtypes carry the safetensors spellings (kvq_abi_names.h), so
+// that table is the file format's table too.
+constexpr int32_t kDtypes[] = {KVQ_DTYPE_F32, KVQ_DTYPE_F16,       KVQ_DTYPE_BF16,    KVQ_DTYPE_I8,
+                               KVQ_DTYPE_U8,  KVQ_DTYPE_F8_E4M3FN, KVQ_DTYPE_F8_E5M2, KVQ_DTYPE_I32,
+                               KVQ_DTYPE_I64, KVQ_DTYPE_F64};
 
 std::string known_dtypes() {
   std::string out;
-  for (const auto& d : kDtypes) out += (out.empty() ? "" : ", ") + std::string(d.name);
+  for (const int32_t d : kDtypes) out += (out.empty() ? "" : ", ") + std::string(kvq_dtype_name(d));
   return out;
 }
 
@@ -233,15 +230,15 @@ std::string errno_text() {
 }  // namespace
 
 std::optional<int32_t> safetensors_dtype(std::string_view name) {
-  for (const auto& d : kDtypes) {
-    if (d.name == name) return d.dtype;
+  for (const int32_t d : kDtypes) {
+    if (kvq_dtype_name(d) == name) return d;
   }
   return std::nullopt;
 }
 
 std::string_view safetensors_dtype_name(int32_t dtype) {
-  for (const auto& d : kDtypes) {
-    if (d.dtype == dtype) return d.name;
+  for (const int32_t d : kDtypes) {
+    if (d == dtype) return kvq_dtype_name(d);
   }
   throw Error(fmt::format("dtype {} has no safetensors name", abi_dtype_name(dtype)));
 }
@@ -257,21 +254,7 @@ kvq_tensor SafetensorsTensor::view() const {
     throw Error(fmt::format("tensor '{}' has {} dimensions; a kvq tensor holds at most {}", name,
                             shape.size(), KVQ_MAX_DIMS));
   }
-  kvq_tensor v{};
-  v.struct_size = KVQ_TENSOR_SIZE;
-  // The ABI's tensor type has a mutable pointer; the callee only reads it.
-  v.data = const_cast<std::byte*>(data);
-  v.device_type = KVQ_DEVICE_CPU;
-  v.device_id = 0;
-  v.dtype = dtype;
-  v.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = v.ndim - 1; i >= 0; --i) {
-    v.shape[i] = shape[static_cast<size_t>(i)];
-    v.strides[i] = stride;
-    stride *= shape[static_cast<size_t>(i)];
-  }
-  return v;
+  return client::describe(data, dtype, shape);  // host memory: param_load reads it there
 }
 
 // ---- reading ----------------------------------------------------------------

@@ -10,7 +10,14 @@
 
 namespace kvq::host {
 
-StepBatch::StepBatch(const ModelShape& shape) : shape_(shape) {
+StepBatch::StepBatch(const ModelShape& shape, const Plugin& plugin)
+    : shape_(shape),
+      query_(plugin),
+      key_(plugin),
+      value_(plugin),
+      output_(plugin),
+      slot_mapping_(plugin),
+      block_table_(plugin) {
   if (shape_.head_size_v == 0) shape_.head_size_v = shape_.head_size;
 }
 
@@ -51,6 +58,8 @@ void StepBatch::prepare(const StepPlan& plan, const std::vector<RequestSpec>& re
   std::memcpy(query_start_loc_.data(), query_start_loc_host_.data(),
               query_start_loc_host_.size() * sizeof(int32_t));
   std::memcpy(seq_lens_.data(), seq_lens_host_.data(), seq_lens_host_.size() * sizeof(int32_t));
+  slot_mapping_.upload();
+  block_table_.upload();
 
   query_.reshape(shape_.dtype, {num_tokens, shape_.num_heads, shape_.head_size});
   key_.reshape(shape_.dtype, {num_tokens, shape_.num_kv_heads, shape_.head_size});
@@ -61,8 +70,8 @@ void StepBatch::prepare(const StepPlan& plan, const std::vector<RequestSpec>& re
 void StepBatch::generate(const ActivationGenerator& generator, int64_t layer) {
   const int64_t element = query_.element_size();
   // This rank's heads of every token (all heads without tensor parallelism).
-  auto fill = [&](HostTensor& tensor, Projection projection, int64_t heads, int64_t first_head) {
-    auto* base = static_cast<std::byte*>(tensor.data());
+  auto fill = [&](PluginTensor& tensor, Projection projection, int64_t heads, int64_t first_head) {
+    std::byte* base = tensor.host();
     const int64_t row = heads * generator.width(projection);
     scratch_.resize(static_cast<size_t>(row));
     for (size_t t = 0; t < tokens_.size(); ++t) {
@@ -70,35 +79,30 @@ void StepBatch::generate(const ActivationGenerator& generator, int64_t layer) {
                            first_head);
       encode_floats(shape_.dtype, scratch_, base + static_cast<int64_t>(t) * row * element);
     }
+    tensor.upload();
   };
   fill(query_, Projection::kQuery, shape_.num_heads, shape_.first_head());
   fill(key_, Projection::kKey, shape_.num_kv_heads, shape_.first_kv_head());
   fill(value_, Projection::kValue, shape_.num_kv_heads, shape_.first_kv_head());
 }
 
-kvq_cache_write_args StepBatch::cache_write_args(const kvq_tensor& kv_cache) const {
-  kvq_cache_write_args args{};
-  args.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  args.key = &key_.view();
-  args.value = &value_.view();
-  args.slot_mapping = &slot_mapping_.view();
-  args.kv_cache = &kv_cache;
-  args.num_tokens = 0;  // all rows
+client::CacheWriteArgs StepBatch::cache_write_args(const kvq_tensor& kv_cache) const {
+  client::CacheWriteArgs args;
+  args.key(key_.view()).value(value_.view()).slot_mapping(slot_mapping_.view()).kv_cache(kv_cache);
   return args;
 }
 
-kvq_forward_args StepBatch::forward_args(const kvq_tensor& kv_cache) const {
-  kvq_forward_args args{};
-  args.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  args.attention_state = attention_state_;
-  args.query = &query_.view();
-  args.key = &key_.view();
-  args.value = &value_.view();
-  args.kv_cache = &kv_cache;
-  args.query_start_loc = &query_start_loc_.view();
-  args.seq_lens = &seq_lens_.view();
-  args.block_table = &block_table_.view();
-  args.output = &output_.view();
+client::ForwardArgs StepBatch::forward_args(const kvq_tensor& kv_cache) const {
+  client::ForwardArgs args;
+  args.attention_state(attention_state_)
+      .query(query_.view())
+      .key(key_.view())
+      .value(value_.view())
+      .kv_cache(kv_cache)
+      .query_start_loc(query_start_loc_.view())
+      .seq_lens(seq_lens_.view())
+      .block_table(block_table_.view())
+      .output(output_.view());
   return args;
 }
 

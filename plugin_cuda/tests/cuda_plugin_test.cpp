@@ -307,18 +307,20 @@ std::vector<double> attend(Plugin& p, kvq_layer* layer, const LayerSpec& s, cons
     sinks.set(h, 0.5 * static_cast<double>(h) - 1.0);
   }
   if (!on_gpu) {
-    kvq_forward_args f = pb.forward_args(KVQ_ATTN_CHUNKED_PREFILL, query, &cache_view, out);
-    f.alibi_slopes = b.alibi_sinks ? alibi.get() : nullptr;
-    f.sinks = b.alibi_sinks ? sinks.get() : nullptr;
+    auto args = pb.forward_args(KVQ_ATTN_CHUNKED_PREFILL, query, &cache_view, out);
+    args.alibi_slopes(b.alibi_sinks ? alibi.get() : nullptr)
+        .sinks(b.alibi_sinks ? sinks.get() : nullptr);
+    const kvq_forward_args f = args.c_struct();
     check(p.take(p.api().forward(layer, &f)), "CPU forward");
     return out.to_doubles();
   }
   DeviceTensor q(p, *query.get()), o(p, *out.get()), table(p, *pb.table.get());
   DeviceTensor qsl(p, *pb.qsl.get()), lens(p, *pb.lens.get());
-  kvq_forward_args f = forward_args(KVQ_ATTN_CHUNKED_PREFILL, &q.view, &cache_view, &qsl.view,
-                                    &lens.view, &table.view, &o.view);
-  f.alibi_slopes = b.alibi_sinks ? alibi.get() : nullptr;  // host memory: allowed for these
-  f.sinks = b.alibi_sinks ? sinks.get() : nullptr;
+  auto args = forward_args(KVQ_ATTN_CHUNKED_PREFILL, &q.view, &cache_view, &qsl.view, &lens.view,
+                           &table.view, &o.view);
+  args.alibi_slopes(b.alibi_sinks ? alibi.get() : nullptr)  // host memory: allowed for these
+      .sinks(b.alibi_sinks ? sinks.get() : nullptr);
+  const kvq_forward_args f = args.c_struct();
   check(p.take(p.api().forward(layer, &f)), "GPU forward");
   o.buffer.download(out.data(), out.bytes());
   return out.to_doubles();
@@ -426,8 +428,9 @@ TEST(CudaPlugin, ABadBlockTableEntryIsReported) {
   const OwnedTensor query = random_tensor(KVQ_DTYPE_BF16, {2, 8, 64}, 1.0, 4);
   OwnedTensor out(KVQ_DTYPE_BF16, {2, 8, 64});
   DeviceTensor q(gpu, *query.get()), o(gpu, *out.get()), table(gpu, *pb.table.get());
-  kvq_forward_args f = forward_args(KVQ_ATTN_DECODE_ONLY, &q.view, &cache.view, pb.qsl.get(),
-                                    pb.lens.get(), &table.view, &o.view);
+  const auto args = forward_args(KVQ_ATTN_DECODE_ONLY, &q.view, &cache.view, pb.qsl.get(),
+                                 pb.lens.get(), &table.view, &o.view);
+  const kvq_forward_args f = args.c_struct();
   const CallResult r = gpu.take(gpu.api().forward(layer.get(), &f));
   EXPECT_EQ(r.code, KVQ_ERR_OUT_OF_RANGE) << r.message;
   EXPECT_NE(r.message.find("block_table[0][1] = 1000"), std::string::npos) << r.message;

@@ -183,7 +183,10 @@ kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_
       fail(KVQ_ERR_NOT_FOUND, "backend '{}' not found; plugin {} offers: {}", c.backend, def.name,
            names);
     check_layer_config(c);
-    for (const auto& [key, value] : c.options) {
+    for (const auto& option : c.options) {
+      // A plain reference, not a structured binding: clang before 16 cannot
+      // capture those (the fuzz and TSan builds use clang 14).
+      const std::string& key = option.first;
       const auto known = std::find_if(backend->options.begin(), backend->options.end(),
                                       [&key](const OptionDefinition& o) { return o.name == key; });
       if (known == backend->options.end()) {

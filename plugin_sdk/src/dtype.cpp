@@ -2,6 +2,8 @@
 
 #include "kvq_sdk/error.hpp"
 
+#include <kvq_abi_names.h>
+
 #include <array>
 #include <cmath>
 
@@ -71,35 +73,11 @@ const std::array<float, 256>& e5m2_table() {
 }  // namespace
 
 int64_t dtype_size(int32_t dtype) {
-  switch (dtype) {
-    case KVQ_DTYPE_F32:
-    case KVQ_DTYPE_I32: return 4;
-    case KVQ_DTYPE_F16:
-    case KVQ_DTYPE_BF16: return 2;
-    case KVQ_DTYPE_I8:
-    case KVQ_DTYPE_U8:
-    case KVQ_DTYPE_F8_E4M3FN:
-    case KVQ_DTYPE_F8_E5M2: return 1;
-    case KVQ_DTYPE_I64:
-    case KVQ_DTYPE_F64: return 8;
-    default: return 0;
-  }
+  return kvq_dtype_size(dtype);
 }
 
 const char* dtype_name(int32_t dtype) {
-  switch (dtype) {
-    case KVQ_DTYPE_F32: return "float32";
-    case KVQ_DTYPE_F16: return "float16";
-    case KVQ_DTYPE_BF16: return "bfloat16";
-    case KVQ_DTYPE_I8: return "int8";
-    case KVQ_DTYPE_U8: return "uint8";
-    case KVQ_DTYPE_F8_E4M3FN: return "fp8_e4m3fn";
-    case KVQ_DTYPE_F8_E5M2: return "fp8_e5m2";
-    case KVQ_DTYPE_I32: return "int32";
-    case KVQ_DTYPE_I64: return "int64";
-    case KVQ_DTYPE_F64: return "float64";
-    default: return "unknown";
-  }
+  return kvq_dtype_name(dtype);
 }
 
 bool is_model_dtype(int32_t dtype) {
@@ -240,22 +218,6 @@ void store_float(int32_t dtype, void* p, float v) {
       return;
     }
     default: fail(KVQ_ERR_INVALID_ARGUMENT, "cannot store float as dtype {}", dtype);
-  }
-}
-
-const char* error_code_name(int32_t code) {
-  switch (code) {
-    case KVQ_ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case KVQ_ERR_UNSUPPORTED: return "UNSUPPORTED";
-    case KVQ_ERR_VERSION_MISMATCH: return "VERSION_MISMATCH";
-    case KVQ_ERR_OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case KVQ_ERR_NOT_FOUND: return "NOT_FOUND";
-    case KVQ_ERR_ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case KVQ_ERR_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case KVQ_ERR_NON_FINITE: return "NON_FINITE";
-    case KVQ_ERR_INTERNAL: return "INTERNAL";
-    case KVQ_ERR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
-    default: return "UNKNOWN";
   }
 }
 

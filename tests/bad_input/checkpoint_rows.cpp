@@ -232,7 +232,7 @@ class CheckpointRowTest : public ::testing::TestWithParam<CheckpointRow> {};
 TEST_P(CheckpointRowTest, IsRefusedNamingTheFileAndNoLayerIsHandedOut) {
   const CheckpointRow& row = GetParam();
   if (host::testing::ascend_plugin().empty()) GTEST_SKIP() << "no ascend plugin in this build";
-  const host::Plugin plugin = host::Plugin::load(
+  const host::Plugin plugin = host::open_plugin(
       row.on_triton ? host::testing::triton_plugin() : host::testing::ascend_plugin(), {0, 1});
   ScratchDir dir;
   Ckpt ckpt;
@@ -260,7 +260,7 @@ INSTANTIATE_TEST_SUITE_P(Checkpoint, CheckpointRowTest, ::testing::ValuesIn(rows
 // The unbroken checkpoint loads: each row fails because of its one change.
 TEST(CheckpointRowBaseline, TheUnbrokenCheckpointLoadsAsC8) {
   if (host::testing::ascend_plugin().empty()) GTEST_SKIP() << "no ascend plugin in this build";
-  const host::Plugin plugin = host::Plugin::load(host::testing::ascend_plugin(), {0, 1});
+  const host::Plugin plugin = host::open_plugin(host::testing::ascend_plugin(), {0, 1});
   ScratchDir dir;
   const host::Checkpoint checkpoint = host::Checkpoint::open(Ckpt().write(dir.path()));
   const host::LoadedLayer loaded = host::create_checkpoint_layer(

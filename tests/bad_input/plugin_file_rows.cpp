@@ -35,6 +35,24 @@ fs::path copy_of(const fs::path& dir, const std::string& plugin, fs::perms add =
   return to;
 }
 
+// A copy of the CPU plugin cut to its first `size` bytes.
+fs::path truncated_copy(const fs::path& dir, uintmax_t size) {
+  const fs::path to = copy_of(dir, host::testing::triton_plugin());
+  fs::resize_file(to, size);
+  return to;
+}
+
+// A copy of the CPU plugin with `bytes` written at `offset` of its ELF header.
+fs::path patched_copy(const fs::path& dir, std::streamoff offset,
+                      const std::vector<unsigned char>& bytes) {
+  const fs::path to = copy_of(dir, host::testing::triton_plugin());
+  std::fstream file(to, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekp(offset);
+  file.write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
+  return to;
+}
+
 const std::vector<PluginFileRow>& rows() {
   static const std::vector<PluginFileRow> kRows = {
       {"MissingFile",
@@ -57,7 +75,38 @@ const std::vector<PluginFileRow>& rows() {
          std::ofstream(f) << "#!/bin/sh\necho not a library\n";
          return f;
        },
-       {"text.so: cannot load:"}},
+       {"text.so: not a shared library (no ELF header)"}},
+      {"TruncatedInTheMiddle",  // dlopen would map past the end: SIGBUS later
+       [](const fs::path& d) { return truncated_copy(d, 64 * 1024); },  // inside the code
+       {"truncated: loadable segment", "an interrupted copy?"}},
+      {"TruncatedSectionHeaders",
+       [](const fs::path& d) {
+         return truncated_copy(d, fs::file_size(host::testing::triton_plugin()) - 64);
+       },
+       {"truncated: the section headers end at byte"}},
+      {"ShorterThanAnElfHeader",
+       [](const fs::path& d) { return truncated_copy(d, 40); },
+       {"truncated: 40 bytes, shorter than an ELF header"}},
+      {"BuiltForAnotherMachine",
+       [](const fs::path& d) {
+         return patched_copy(d, 18, {183, 0});
+       },  // e_machine = AArch64
+       {"built for AArch64; this process runs on x86-64"}},
+      {"ThirtyTwoBitLibrary",
+       [](const fs::path& d) { return patched_copy(d, 4, {1}); },  // EI_CLASS = ELFCLASS32
+       {"a 32-bit ELF file"}},
+      {"ExecutableNotALibrary",
+       [](const fs::path& d) {
+         return patched_copy(d, 16, {2, 0});
+       },  // e_type = ET_EXEC
+       {"not a shared library (not ET_DYN)"}},
+      {"SymbolicLinkLoop",
+       [](const fs::path& d) {
+         fs::create_symlink(d / "b.so", d / "a.so");
+         fs::create_symlink(d / "a.so", d / "b.so");
+         return d / "a.so";
+       },
+       {"a.so: Too many levels of symbolic links"}},
       {"LibraryWithoutTheEntrySymbol",
        [](const fs::path& d) { return copy_of(d, KVQ_TEST_NOT_A_PLUGIN); },
        {"not a kvq plugin: it does not export kvq_plugin_entry"}},
@@ -66,7 +115,7 @@ const std::vector<PluginFileRow>& rows() {
        {"speaks ABI major 2; this host speaks 1"}},
       {"DeploymentNeedsANewerMinor",
        [](const fs::path& d) { return copy_of(d, host::testing::triton_plugin()); },
-       {"the deployment needs ABI minor >= 7", "negotiated 1.1"},
+       {"ABI minor >= 7 is required", "negotiated 1.1"},
        7},
   };
   return kRows;
@@ -83,7 +132,7 @@ TEST_P(PluginFileRowTest, IsRefusedAndNothingIsCreated) {
 
   std::optional<host::Plugin> made;
   try {
-    made.emplace(host::Plugin::load(path, host::NegotiationOptions{row.min_minor, 1}));
+    made.emplace(host::open_plugin(path, host::NegotiationOptions{row.min_minor, 1}));
     ADD_FAILURE() << "loaded " << path;
   } catch (const host::PluginError& e) {
     EXPECT_EQ(e.code(), row.plugin_code) << e.what();

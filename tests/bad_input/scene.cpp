@@ -44,23 +44,23 @@ Scene::Scene(const std::string& mode)
   query = test::random_tensor(KVQ_DTYPE_BF16, {tokens(), kHeads, kHeadSize}, 1.0, 31);
   output = test::filled_tensor(KVQ_DTYPE_BF16, {tokens(), kHeads, kHeadSize}, NAN);
 
-  key_t = *key.get();
-  value_t = *value.get();
-  slots_t = *slots.get();
-  cache_t = *cache->tensor();
-  query_t = *query.get();
-  output_t = *output.get();
-  qsl_t = *pb.qsl.get();
-  lens_t = *pb.lens.get();
-  table_t = *pb.table.get();
-
-  write.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  write.key = &key_t;
-  write.value = &value_t;
-  write.slot_mapping = &slots_t;
-  write.kv_cache = &cache_t;
-  forward = test::forward_args(KVQ_ATTN_CHUNKED_PREFILL, &query_t, &cache_t, &qsl_t, &lens_t,
-                               &table_t, &output_t);
+  write_args.key(*key.get())
+      .value(*value.get())
+      .slot_mapping(*slots.get())
+      .kv_cache(*cache->tensor());
+  forward_args = pb.forward_args(KVQ_ATTN_CHUNKED_PREFILL, query, cache->tensor(), output);
+  using F = client::ForwardArgs;
+  key_t = write_args.key();
+  value_t = write_args.value();
+  slots_t = write_args.slot_mapping();
+  cache_t = write_args.kv_cache();
+  query_t = forward_args.tensor(F::kQuery);
+  output_t = forward_args.tensor(F::kOutput);
+  qsl_t = forward_args.tensor(F::kQueryStartLoc);
+  lens_t = forward_args.tensor(F::kSeqLens);
+  table_t = forward_args.tensor(F::kBlockTable);
+  write = write_args.c_struct();
+  forward = forward_args.c_struct();
 }
 
 int64_t Scene::slot(int64_t i) const {

@@ -37,9 +37,16 @@ struct Scene {
   test::OwnedTensor key, value, slots;
   // The row's forward: every token of both sequences as one chunked batch.
   test::OwnedTensor query, output;
-  // Mutable descriptors the args point at; rows edit these.
-  kvq_tensor key_t{}, value_t{}, slots_t{}, cache_t{}, query_t{}, output_t{}, qsl_t{}, lens_t{},
-      table_t{};
+  // The row's calls, built with the client's argument builders, which own
+  // the tensor descriptors.
+  client::CacheWriteArgs write_args;
+  client::ForwardArgs forward_args;
+  // Those descriptors (inside the builders); rows edit them.
+  kvq_tensor *key_t = nullptr, *value_t = nullptr, *slots_t = nullptr, *cache_t = nullptr,
+             *query_t = nullptr, *output_t = nullptr, *qsl_t = nullptr, *lens_t = nullptr,
+             *table_t = nullptr;
+  // The C structs the calls get (pointing at the descriptors above): rows
+  // break their fields, which is what the table tests, so they stay raw.
   kvq_cache_write_args write{};
   kvq_forward_args forward{};
   kvq_layer* layer_arg = nullptr;  // what the call gets as its layer (rows may pass NULL)

@@ -88,10 +88,11 @@ Trace run_layer(Plugin& plugin, const LayerSpec& spec, uint64_t seed) {
     const OwnedTensor qsl_t = int_tensor(KVQ_DTYPE_I32, qsl);
     const OwnedTensor lens_t = int_tensor(KVQ_DTYPE_I32, lens);
     OwnedTensor out = filled_tensor(spec.model_dtype, {t, hq, d}, 0.0);
-    const kvq_forward_args args =
-        forward_args(step == 0 ? KVQ_ATTN_PREFILL_NO_CACHE : KVQ_ATTN_DECODE_ONLY, query.get(),
-                     cache.tensor(), qsl_t.get(), lens_t.get(), pb.table.get(), out.get());
-    check(plugin.take(plugin.api().forward(layer.get(), &args)), "forward");
+    check(forward(plugin, layer.get(),
+                  forward_args(step == 0 ? KVQ_ATTN_PREFILL_NO_CACHE : KVQ_ATTN_DECODE_ONLY,
+                               query.get(), cache.tensor(), qsl_t.get(), lens_t.get(),
+                               pb.table.get(), out.get())),
+          "forward");
     trace.outputs.emplace_back(out.data(), out.data() + out.bytes());
   }
   trace.cache = cache.snapshot();

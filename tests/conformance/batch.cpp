@@ -10,20 +10,36 @@
 
 namespace kvq::conform {
 
-kvq_forward_args ForwardBatch::args(HostTensor& cache, int32_t attention_state) {
-  kvq_forward_args a{};
-  a.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  a.attention_state = attention_state;
-  a.query = query.tensor();
-  a.key = key.tensor();
-  a.value = value.tensor();
-  a.kv_cache = cache.tensor();
-  a.query_start_loc = query_start_loc.tensor();
-  a.seq_lens = seq_lens.tensor();
-  a.block_table = block_table.tensor();
-  a.alibi_slopes = alibi_slopes ? alibi_slopes->tensor() : nullptr;
-  a.sinks = sinks ? sinks->tensor() : nullptr;
-  a.output = output.tensor();
+void ForwardBatch::bind(const Session& session, bool metadata_on_host) {
+  for (HostTensor* t : {&query, &key, &value, &block_table, &output}) t->bind(session);
+  if (!metadata_on_host) {
+    query_start_loc.bind(session);
+    seq_lens.bind(session);
+  }
+  if (alibi_slopes) alibi_slopes->bind(session);
+  if (sinks) sinks->bind(session);
+}
+
+void ForwardBatch::upload() {
+  for (HostTensor* t : {&query, &key, &value, &query_start_loc, &seq_lens, &block_table, &output})
+    t->upload();
+  if (alibi_slopes) alibi_slopes->upload();
+  if (sinks) sinks->upload();
+}
+
+client::ForwardArgs ForwardBatch::args(HostTensor& cache, int32_t attention_state) {
+  client::ForwardArgs a;
+  a.attention_state(attention_state)
+      .query(*query.tensor())
+      .key(key.tensor())
+      .value(value.tensor())
+      .kv_cache(*cache.tensor())
+      .query_start_loc(*query_start_loc.tensor())
+      .seq_lens(*seq_lens.tensor())
+      .block_table(*block_table.tensor())
+      .alibi_slopes(alibi_slopes ? alibi_slopes->tensor() : nullptr)
+      .sinks(sinks ? sinks->tensor() : nullptr)
+      .output(*output.tensor());
   return a;
 }
 
@@ -73,6 +89,11 @@ std::vector<double> random_values(Rng& rng, size_t n, double range, int32_t dtyp
 }
 
 }  // namespace
+
+void RandomBatch::bind(const Session& session, bool metadata_on_host) {
+  batch.bind(session, metadata_on_host);
+  for (HostTensor* t : {&context_key, &context_value, &context_slots, &new_slots}) t->bind(session);
+}
 
 RandomBatch make_random_batch(const LayerShape& shape, const std::vector<SeqShape>& seqs,
                               uint64_t seed, int64_t spare_blocks) {
@@ -157,40 +178,63 @@ RandomBatch make_random_batch(const LayerShape& shape, const std::vector<SeqShap
   return r;
 }
 
-Error write_cache(const kvq_plugin_api* api, kvq_layer* layer, HostTensor& key, HostTensor& value,
-                  HostTensor& slots, HostTensor& cache) {
-  kvq_cache_write_args w{};
-  w.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  w.key = key.tensor();
-  w.value = value.tensor();
-  w.slot_mapping = slots.tensor();
-  w.kv_cache = cache.tensor();
-  w.num_tokens = 0;
-  return Error(api, api->cache_write(layer, &w));
+void place(const Session& session, HostTensor& t) {
+  if (session.on_device() && !t.on_device()) {
+    t.bind(session);
+  } else {
+    t.upload();
+  }
 }
 
-HostTensor allocate_cache(const kvq_plugin_api* api, kvq_layer* layer,
+Error write_cache(const Session& session, const client::Layer& layer, HostTensor& key,
+                  HostTensor& value, HostTensor& slots, HostTensor& cache) {
+  for (HostTensor* t : {&key, &value, &slots}) place(session, *t);
+  client::CacheWriteArgs w;
+  w.key(*key.tensor())
+      .value(value.tensor())
+      .slot_mapping(*slots.tensor())
+      .kv_cache(*cache.tensor());
+  const kvq_cache_write_args raw = w.c_struct();
+  Error error(&session.api(), session.api().cache_write(layer.get(), &raw));
+  cache.download();
+  return error;
+}
+
+HostTensor allocate_cache(const Session& session, client::Layer& layer,
                           const kvq_cache_geometry& geometry, int64_t num_blocks) {
   const int64_t align = geometry.alignment;
   HostTensor cache(KVQ_DTYPE_U8, {num_blocks, geometry.bytes_per_block},
                    align > 64 ? static_cast<size_t>(align) : 64);
-  require_ok(Error(api, api->cache_init(layer, cache.tensor())), "cache_init");
+  cache.bind(session);
+  layer.cache_init(*cache.tensor());
+  cache.download();
   if (!cache.guards_intact()) throw CaseFailure("cache_init overwrote the cache's guard bytes");
   return cache;
 }
 
-kvq_forward_args forward_checked(const kvq_plugin_api* api, kvq_layer* layer, ForwardBatch& batch,
-                                 HostTensor& cache, int32_t attention_state, bool optional) {
+client::ForwardArgs forward_checked(const Session& session, const client::Layer& layer,
+                                    ForwardBatch& batch, HostTensor& cache, int32_t attention_state,
+                                    bool optional) {
+  const kvq_plugin_api& api = session.api();
   batch.output.fill(std::numeric_limits<double>::quiet_NaN());
-  kvq_forward_args args = batch.args(cache, attention_state);
-  const Error supported(api, api->supports(layer, &args));
+  for (HostTensor* t : {&batch.query, &batch.key, &batch.value, &batch.query_start_loc,
+                        &batch.seq_lens, &batch.block_table, &batch.output})
+    place(session, *t);
+  if (batch.alibi_slopes) place(session, *batch.alibi_slopes);
+  if (batch.sinks) place(session, *batch.sinks);
+  client::ForwardArgs args = batch.args(cache, attention_state);
+  const kvq_forward_args raw = args.c_struct();
+  const Error supported(&api, api.supports(layer.get(), &raw));
   if (optional && supported.code() == KVQ_ERR_UNSUPPORTED)
     throw CaseSkip("supports(): " + supported.describe());
   require_ok(supported, "supports() refuses a valid batch");
 
   const std::vector<unsigned char> query_before(batch.query.bytes(),
                                                 batch.query.bytes() + batch.query.byte_size());
-  require_ok(Error(api, api->forward(layer, &args)), "forward");
+  require_ok(Error(&api, api.forward(layer.get(), &raw)), "forward");
+  batch.output.download();
+  batch.query.download();
+  cache.download();
   if (const std::string damaged = batch.damaged_guards(cache); !damaged.empty())
     throw CaseFailure("guard bytes overwritten: " + damaged);
   if (std::memcmp(query_before.data(), batch.query.bytes(), query_before.size()) != 0)

@@ -1,9 +1,13 @@
-// A forward batch in guarded host memory, and a generator of random paged
+// A forward batch in guarded memory (host memory, mirrored into a device
+// plugin's memory when bound to its session), a generator of random paged
 // batches (random block assignment, padding slots) shared by the numeric and
-// the error-code cases.
+// the error-code cases, and the calls that move the bytes around each
+// plugin call.
 #pragma once
 
 #include <kvq_abi.h>
+#include <kvq_client/args.hpp>
+#include <kvq_client/plugin.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -23,8 +27,14 @@ struct ForwardBatch {
   HostTensor output;  // [T, Hq, Dv], model dtype
   std::optional<HostTensor> alibi_slopes, sinks;
 
-  // Arguments pointing into this batch (valid while it lives).
-  kvq_forward_args args(HostTensor& cache, int32_t attention_state);
+  // Mirrors every tensor in the session's memory (device plugins; the
+  // metadata too unless `metadata_on_host`: query_start_loc and seq_lens may
+  // be either).
+  void bind(const Session& session, bool metadata_on_host = false);
+  // Host bytes -> mirrors of every tensor (after a case edited them).
+  void upload();
+  // The forward arguments over this batch.
+  client::ForwardArgs args(HostTensor& cache, int32_t attention_state);
   // Names of the buffers (cache included) whose guard bytes were overwritten.
   std::string damaged_guards(const HostTensor& cache) const;
 };
@@ -73,28 +83,40 @@ struct RandomBatch {
   std::vector<std::vector<double>> keys, values;
   std::vector<double> query;
   std::vector<int32_t> query_start_loc, seq_lens;
+
+  // Binds the batch and the context tensors to the session (see ForwardBatch::bind).
+  void bind(const Session& session, bool metadata_on_host = false);
 };
 
 RandomBatch make_random_batch(const LayerShape& shape, const std::vector<SeqShape>& seqs,
                               uint64_t seed, int64_t spare_blocks);
 
-// cache_write of (key, value, slots) into `cache`.
-Error write_cache(const kvq_plugin_api* api, kvq_layer* layer, HostTensor& key, HostTensor& value,
-                  HostTensor& slots, HostTensor& cache);
+// cache_write of (key, value, slots) into `cache`: the inputs are placed in
+// the session's memory first (bound, or uploaded), the cache is downloaded
+// after. The plugin's answer (success or its error) is returned.
+Error write_cache(const Session& session, const client::Layer& layer, HostTensor& key,
+                  HostTensor& value, HostTensor& slots, HostTensor& cache);
 
 // Allocates a guarded U8 cache [num_blocks, bytes_per_block] as the geometry
-// asks and lets the plugin initialise it (a write past the buffer fails the
-// case, naming cache_init).
-HostTensor allocate_cache(const kvq_plugin_api* api, kvq_layer* layer,
+// asks, in the session's memory, and lets the plugin initialise it (a write
+// past the buffer fails the case, naming cache_init); the host bytes hold
+// what cache_init wrote.
+HostTensor allocate_cache(const Session& session, client::Layer& layer,
                           const kvq_cache_geometry& geometry, int64_t num_blocks);
 
 // Runs the batch as a host would and checks what it may not touch: fills the
-// output with NaN, asks supports() (an UNSUPPORTED answer skips the case when
-// `optional`, else fails it), calls forward, then fails the case if a guard
-// byte was overwritten or the borrowed query modified. Returns the arguments
-// (valid while `batch` and `cache` live).
-kvq_forward_args forward_checked(const kvq_plugin_api* api, kvq_layer* layer, ForwardBatch& batch,
-                                 HostTensor& cache, int32_t attention_state, bool optional);
+// output with NaN, places every tensor in the session's memory, asks
+// supports() (an UNSUPPORTED answer skips the case when `optional`, else
+// fails it), calls forward, downloads output and cache, then fails the case
+// if a guard byte was overwritten or the borrowed query modified. Returns
+// the arguments (valid while `batch` and `cache` live).
+client::ForwardArgs forward_checked(const Session& session, const client::Layer& layer,
+                                    ForwardBatch& batch, HostTensor& cache, int32_t attention_state,
+                                    bool optional);
+
+// Places `t` in the session's memory: binds it (first time, device plugins)
+// or uploads its host bytes.
+void place(const Session& session, HostTensor& t);
 
 // The geometry the spec promises for a layer of this shape and element size.
 // `min_row_bytes` < 0: a row holds at least head_size elements of the

@@ -1,15 +1,19 @@
 #include "buffers.hpp"
 
+#include <kvq_client/tensor.hpp>
+
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <stdexcept>
 
+#include "case_log.hpp"
 #include "kvq_ref/reference.hpp"
 
 namespace kvq::conform {
 
 GuardedBuffer::GuardedBuffer(size_t bytes, size_t alignment)
-    : storage_(bytes + 2 * kGuard + alignment, kPattern), size_(bytes) {
+    : storage_(bytes + 2 * kGuard + alignment, kGuardPattern), size_(bytes) {
   const auto base = reinterpret_cast<uintptr_t>(storage_.data()) + kGuard;
   offset_ = kGuard + ((alignment - base % alignment) % alignment);
   // Fresh data is zero; only the guards carry the pattern.
@@ -20,30 +24,37 @@ bool GuardedBuffer::guards_intact() const {
   const unsigned char* before = storage_.data() + offset_ - kGuard;
   const unsigned char* after = storage_.data() + offset_ + size_;
   for (size_t i = 0; i < kGuard; ++i)
-    if (before[i] != kPattern || after[i] != kPattern) return false;
+    if (before[i] != kGuardPattern || after[i] != kGuardPattern) return false;
   return true;
 }
 
+DeviceGuardedBuffer::DeviceGuardedBuffer(const Session& session, size_t bytes, size_t alignment)
+    : offset_(std::max<uint64_t>(kGuard, alignment)), size_(bytes) {
+  // device_alloc's start is 256-byte aligned, so an offset that is a
+  // multiple of the alignment keeps the data aligned.
+  buffer_ = client::Buffer(session, offset_ + size_ + kGuard);
+  buffer_.fill(kGuardPattern, 0, offset_);
+  buffer_.fill(0, offset_, size_);
+  buffer_.fill(kGuardPattern, offset_ + size_, kGuard);
+}
+
+bool DeviceGuardedBuffer::guards_intact() const {
+  std::vector<std::byte> before(offset_), after(kGuard);
+  buffer_.download(before, 0);
+  buffer_.download(after, offset_ + size_);
+  const auto intact = [](const std::vector<std::byte>& v) {
+    return std::all_of(v.begin(), v.end(),
+                       [](std::byte b) { return b == std::byte{kGuardPattern}; });
+  };
+  return intact(before) && intact(after);
+}
+
 kvq_tensor describe(void* data, int32_t dtype, const std::vector<int64_t>& shape) {
-  if (shape.size() > KVQ_MAX_DIMS) throw std::invalid_argument("describe: too many dimensions");
-  kvq_tensor t{};
-  t.struct_size = KVQ_TENSOR_SIZE;
-  t.data = data;
-  t.device_type = KVQ_DEVICE_CPU;
-  t.device_id = 0;
-  t.dtype = dtype;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (size_t i = shape.size(); i-- > 0;) {
-    t.shape[i] = shape[i];
-    t.strides[i] = stride;
-    stride *= shape[i];
-  }
-  return t;
+  return client::describe(data, dtype, shape);
 }
 
 HostTensor::HostTensor(int32_t dtype, std::vector<int64_t> shape, size_t alignment)
-    : dtype_(dtype), shape_(std::move(shape)) {
+    : dtype_(dtype), shape_(std::move(shape)), alignment_(alignment) {
   int64_t n = 1;
   for (int64_t d : shape_) n *= d;
   const int64_t element = kvq::ref::dtype_size(dtype_);
@@ -61,14 +72,47 @@ HostTensor HostTensor::from_doubles(int32_t dtype, std::vector<int64_t> shape,
   return t;
 }
 
+void HostTensor::bind(const Session& session) {
+  if (!session.on_device()) return;
+  if (alignment_ > 256)
+    throw CaseFailure("the plugin asks for " + std::to_string(alignment_) +
+                      "-byte alignment, more than device_alloc's 256");
+  device_ = std::make_unique<DeviceGuardedBuffer>(session, buffer_.size(), alignment_);
+  upload();
+  // Checked here once, so a later guard failure is the plugin call's, not
+  // a copy that wrote past its destination.
+  if (!device_->guards_intact())
+    throw CaseFailure("device_memset / device_memcpy wrote past the " +
+                      std::to_string(buffer_.size()) +
+                      "-byte range they were given (the guard bytes of a device buffer changed "
+                      "while it was filled and uploaded)");
+}
+
+void HostTensor::upload() {
+  if (device_)
+    device_->buffer().upload(std::as_bytes(std::span(buffer_.data(), buffer_.size())),
+                             device_->offset());
+}
+
+void HostTensor::download() {
+  if (device_)
+    device_->buffer().download(std::as_writable_bytes(std::span(buffer_.data(), buffer_.size())),
+                               device_->offset());
+}
+
 int64_t HostTensor::numel() const {
   int64_t n = 1;
   for (int64_t d : shape_) n *= d;
   return n;
 }
 
+bool HostTensor::guards_intact() const {
+  return buffer_.guards_intact() && (!device_ || device_->guards_intact());
+}
+
 void HostTensor::refresh() {
-  desc_ = describe(buffer_.data(), dtype_, shape_);
+  desc_ = device_ ? device_->buffer().tensor(dtype_, shape_, device_->offset())
+                  : describe(buffer_.data(), dtype_, shape_);
 }
 
 std::vector<double> HostTensor::to_doubles() const {

@@ -16,6 +16,12 @@ namespace kvq::conform {
 bool run_load_cases(CaseLog& log, Plugin& plugin);
 // Version negotiation, struct sizes, NULL handling, capabilities, leaks.
 void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
+// ABI 1.1 structs: host_info and out-structs at their 1.0 / 1.1 sizes with
+// poisoned tails, the 1.1 record fields, layer options, the struct variants
+// of the positional functions, argument structs from a 1.0 host.
+void run_struct_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
+// ABI 1.1 device hooks (skipped for a CPU plugin without them).
+void run_device_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
 // Exact error codes for bad input.
 void run_error_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info);
 // Unquantized modes against the float64 reference.

@@ -13,43 +13,12 @@
 
 #include "batch.hpp"
 #include "cases.hpp"
+#include "poisoned.hpp"
+#include "record_checks.hpp"
+#include "sample_layers.hpp"
 
 namespace kvq::conform {
 namespace {
-
-constexpr unsigned char kOutPoison = 0xCD;
-constexpr unsigned char kHostPoison = 0xAB;
-constexpr size_t kTail = 64;
-
-// Storage for a struct of `size` bytes followed by a poisoned tail; 8-byte
-// aligned like the real structs.
-class PoisonedStruct {
- public:
-  explicit PoisonedStruct(size_t size, unsigned char poison)
-      : size_(size), poison_(poison), words_((size + kTail + 7) / 8) {
-    std::memset(words_.data(), poison, words_.size() * 8);
-    const uint64_t struct_size = size;
-    std::memcpy(words_.data(), &struct_size, sizeof struct_size);
-  }
-  template <typename T>
-  T* as() {
-    return reinterpret_cast<T*>(words_.data());
-  }
-  // "" when the callee wrote nothing past struct_size.
-  std::string tail_damage() const {
-    const auto* bytes = reinterpret_cast<const unsigned char*>(words_.data());
-    for (size_t i = size_; i < size_ + kTail; ++i)
-      if (bytes[i] != poison_)
-        return "byte " + std::to_string(i - size_) + " past struct_size (" + std::to_string(size_) +
-               ") was written";
-    return {};
-  }
-
- private:
-  size_t size_;
-  unsigned char poison_;
-  std::vector<uint64_t> words_;
-};
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -98,9 +67,9 @@ Outcome check_table(const kvq_plugin_api* api, kvq_plugin_entry_fn entry) {
   if (entry() != api) return fail("kvq_plugin_entry returned a different table on a second call");
   if (api->abi_major != KVQ_ABI_MAJOR)
     return fail("abi_major " + std::to_string(api->abi_major) + ", expected 1");
-  if (api->struct_size < KVQ_PLUGIN_API_SIZE)
+  if (api->struct_size < KVQ_PLUGIN_API_SIZE_1_0)
     return fail("struct_size " + std::to_string(api->struct_size) + " < v1.0 size " +
-                std::to_string(KVQ_PLUGIN_API_SIZE));
+                std::to_string(KVQ_PLUGIN_API_SIZE_1_0));
   const std::pair<const char*, bool> required[] = {
       {"negotiate", api->negotiate != nullptr},
       {"error_code", api->error_code != nullptr},
@@ -131,85 +100,6 @@ Outcome check_table(const kvq_plugin_api* api, kvq_plugin_entry_fn entry) {
               ", table " + std::to_string(api->struct_size) + " bytes");
 }
 
-// A layer whose records the out-struct cases can fill: the first supported
-// mode that needs no scheme.
-Layer any_layer(const kvq_plugin_api* api, kvq_instance* instance, const kvq_plugin_info& info) {
-  ModeChoice choice = first_unquantized(info);
-  if (!choice.backend) {
-    for (int64_t b = 0; b < info.num_backends && !choice.backend; ++b) {
-      const kvq_backend_info* backend = info.backends[b];
-      for (int64_t m = 0; backend && m < backend->num_kv_modes; ++m) {
-        const kvq_kv_mode_info* mode = backend->kv_modes[m];
-        if (mode && mode->supported && !mode->needs_scheme) {
-          choice = {backend->name, mode->name, KVQ_DTYPE_BF16};
-          break;
-        }
-      }
-    }
-  }
-  if (!choice.backend) throw CaseSkip("no backend lists a supported mode");
-  return create_layer(api, instance,
-                      layer_config(choice.backend, choice.mode, choice.model_dtype, 4, 2, 64, 32));
-}
-
-int64_t num_params(const kvq_plugin_api* api, const kvq_layer* layer) {
-  kvq_layer_info li{};
-  li.struct_size = KVQ_LAYER_INFO_SIZE;
-  require_ok(Error(api, api->layer_info(layer, &li)), "layer_info");
-  return li.num_params;
-}
-
-// A layer that declares parameters: the base layer if it has any, else the
-// base layer after applying the first supported scheme that declares some.
-Layer layer_with_params(const kvq_plugin_api* api, kvq_instance* instance,
-                        const kvq_plugin_info& info) {
-  Layer layer = any_layer(api, instance, info);
-  if (num_params(api, layer.get()) > 0) return layer;
-  for (int64_t s = 0; s < info.num_schemes; ++s) {
-    const kvq_scheme_info* scheme = info.schemes[s];
-    if (!scheme || !scheme->supported) continue;
-    Layer candidate = any_layer(api, instance, info);
-    kvq_scheme_args args{};
-    args.struct_size = KVQ_SCHEME_ARGS_SIZE;
-    args.quant_type = scheme->quant_type;
-    args.layer_type = scheme->layer_type;
-    Error error(api, api->apply_scheme(candidate.get(), &args));
-    if (!error && num_params(api, candidate.get()) > 0) return candidate;
-  }
-  throw CaseSkip("no layer with parameters (no supported scheme declares any)");
-}
-
-// Why `s` is not a readable record string, or "". Names must be printable
-// ASCII; free text may be any UTF-8 without control characters. A string
-// that points into freed or moved-from memory usually fails this.
-std::string bad_string(const char* s, bool free_text) {
-  if (!s) return "is NULL";
-  if (!free_text && !*s) return "is empty";
-  size_t continuation = 0;
-  for (size_t i = 0; s[i]; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (i >= 4096) return "is longer than 4096 bytes";
-    if (continuation > 0) {
-      if ((c & 0xC0) != 0x80) return "is not valid UTF-8";
-      --continuation;
-    } else if (c < 0x20 || c == 0x7F) {
-      return "holds control character " + std::to_string(c);
-    } else if (c >= 0x80) {
-      if (!free_text) return "holds non-ASCII byte " + std::to_string(c);
-      if ((c & 0xE0) == 0xC0) {
-        continuation = 1;
-      } else if ((c & 0xF0) == 0xE0) {
-        continuation = 2;
-      } else if ((c & 0xF8) == 0xF0) {
-        continuation = 3;
-      } else {
-        return "is not valid UTF-8";
-      }
-    }
-  }
-  return continuation ? "is not valid UTF-8" : "";
-}
-
 std::string well_formed(const kvq_plugin_info& info) {
   std::string problems;
   auto expect = [&](bool ok, const std::string& what) {
@@ -235,7 +125,7 @@ std::string well_formed(const kvq_plugin_info& info) {
       expect(false, where + " is NULL");
       continue;
     }
-    expect(backend->struct_size >= KVQ_BACKEND_INFO_SIZE, where + " struct_size too small");
+    expect(backend->struct_size >= KVQ_BACKEND_INFO_SIZE_1_0, where + " struct_size too small");
     expect_string(backend->name, false, where + " name");
     expect_string(backend->description, true, where + " description");
     if (backend->name)
@@ -264,7 +154,7 @@ std::string well_formed(const kvq_plugin_info& info) {
       expect(false, where + " is NULL");
       continue;
     }
-    expect(scheme->struct_size >= KVQ_SCHEME_INFO_SIZE, where + " struct_size too small");
+    expect(scheme->struct_size >= KVQ_SCHEME_INFO_SIZE_1_0, where + " struct_size too small");
     expect_string(scheme->quant_type, false, where + " quant_type");
     expect_string(scheme->layer_type, false, where + " layer_type");
     expect_string(scheme->description, true, where + " description");
@@ -391,6 +281,16 @@ void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_inf
   });
 
   log.run("contract.negotiate_older_host", [&] {
+    // A plugin that computes on a device needs the 1.1 memory hooks: it must
+    // refuse a 1.0 host (UNSUPPORTED) instead of handing it device tensors.
+    // (A 1.0 plugin leaves device_type 0: it computes on the CPU.)
+    const int32_t device = plugin_info(api, negotiate(api).get()).device_type;
+    const bool on_device = device != 0 && device != KVQ_DEVICE_CPU;
+    if (on_device) {
+      const kvq_host_info host = host_info(0);
+      kvq_instance* out = nullptr;
+      return negotiate_expecting(api, &host, &out, KVQ_ERR_UNSUPPORTED);
+    }
     Instance instance = negotiate(api, 0);
     const kvq_plugin_info i = plugin_info(api, instance.get());
     if (i.abi_minor != 0) return fail("host minor 0 got abi_minor " + std::to_string(i.abi_minor));
@@ -461,8 +361,8 @@ void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_inf
   });
 
   log.run("contract.out_struct.layer_info", [&] {
-    Instance instance = negotiate(api);
-    Layer layer = any_layer(api, instance.get(), info);
+    const Session session = open_session(plugin);
+    const client::Layer layer = any_layer(session, info);
     PoisonedStruct s(KVQ_LAYER_INFO_SIZE, kOutPoison);
     require_ok(Error(api, api->layer_info(layer.get(), s.as<kvq_layer_info>())), "layer_info");
     if (const std::string d = s.tail_damage(); !d.empty()) return fail(d);
@@ -473,8 +373,8 @@ void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_inf
   });
 
   log.run("contract.out_struct.cache_geometry", [&] {
-    Instance instance = negotiate(api);
-    Layer layer = any_layer(api, instance.get(), info);
+    const Session session = open_session(plugin);
+    const client::Layer layer = any_layer(session, info);
     PoisonedStruct s(KVQ_CACHE_GEOMETRY_SIZE, kOutPoison);
     require_ok(Error(api, api->cache_geometry(layer.get(), s.as<kvq_cache_geometry>())),
                "cache_geometry");
@@ -484,9 +384,9 @@ void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_inf
   });
 
   log.run("contract.out_struct.param_info", [&] {
-    Instance instance = negotiate(api);
-    Layer layer = layer_with_params(api, instance.get(), info);
-    const int64_t n = num_params(api, layer.get());
+    const Session session = open_session(plugin);
+    const client::Layer layer = layer_with_params(session, info);
+    const int64_t n = layer.info().num_params;
     for (int64_t i = 0; i < n; ++i) {
       PoisonedStruct s(KVQ_PARAM_INFO_SIZE, kOutPoison);
       require_ok(Error(api, api->param_info(layer.get(), i, s.as<kvq_param_info>())),
@@ -537,12 +437,12 @@ void run_contract_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_inf
   log.run("contract.create_destroy_cycles", [&] {
     const ModeChoice choice = first_unquantized(info);
     if (!choice.backend) return skip("no supported unquantized mode");
-    const kvq_layer_config config =
+    const client::LayerConfig config =
         layer_config(choice.backend, choice.mode, choice.model_dtype, 4, 2, 64, 32);
     auto cycle = [&] {
-      Instance instance = negotiate(api);
-      Layer layer = create_layer(api, instance.get(), config);
-      cache_geometry(api, layer.get());
+      const Session session = open_session(plugin);
+      const client::Layer layer = create_layer(session, config);
+      layer.cache_geometry();
     };
     for (int i = 0; i < 5; ++i) cycle();  // let allocator pools settle first
     const int64_t before = resident_bytes();

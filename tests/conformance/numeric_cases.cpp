@@ -49,15 +49,15 @@ Tolerance tolerance_for(int32_t dtype) {
   }
 }
 
-Outcome run_variant(const kvq_plugin_api* api, const char* backend, const char* mode, int32_t dtype,
-                    const Variant& v) {
-  Instance instance = negotiate(api);
-  kvq_layer_config config =
+Outcome run_variant(const Plugin& plugin, const char* backend, const char* mode, int32_t dtype,
+                    const Variant& v, bool metadata_on_host) {
+  const Session session = open_session(plugin);
+  client::LayerConfig config =
       layer_config(backend, mode, dtype, v.num_heads, v.num_kv_heads, kHeadSize, kBlockSize);
   config.sliding_window = v.sliding_window;
   config.softcap = v.softcap;
-  Layer layer = create_layer(api, instance.get(), config, v.optional);
-  const kvq_cache_geometry geometry = cache_geometry(api, layer.get());
+  client::Layer layer = create_layer(session, config, v.optional);
+  const kvq_cache_geometry geometry = layer.cache_geometry();
   if (std::string p = check_geometry(geometry, v.num_kv_heads, kHeadSize, kBlockSize); !p.empty())
     return fail(p);
   if (geometry.element_dtype != dtype)
@@ -88,13 +88,15 @@ Outcome run_variant(const kvq_plugin_api* api, const char* backend, const char* 
     for (double& s : problem.alibi_slopes) s = static_cast<float>(s);  // as the plugin sees them
   }
 
-  HostTensor cache = allocate_cache(api, layer.get(), geometry, r.num_blocks);
-  require_ok(write_cache(api, layer.get(), r.context_key, r.context_value, r.context_slots, cache),
+  r.bind(session, metadata_on_host);
+  HostTensor cache = allocate_cache(session, layer, geometry, r.num_blocks);
+  require_ok(write_cache(session, layer, r.context_key, r.context_value, r.context_slots, cache),
              "cache_write (context and padding rows)");
-  require_ok(write_cache(api, layer.get(), r.batch.key, r.batch.value, r.new_slots, cache),
+  require_ok(write_cache(session, layer, r.batch.key, r.batch.value, r.new_slots, cache),
              "cache_write (new tokens)");
-  const kvq_forward_args args =
-      forward_checked(api, layer.get(), r.batch, cache, KVQ_ATTN_CHUNKED_PREFILL, v.optional);
+  const client::ForwardArgs args =
+      forward_checked(session, layer, r.batch, cache, KVQ_ATTN_CHUNKED_PREFILL, v.optional);
+  const kvq_forward_args raw = args.c_struct();
 
   const std::vector<double> expected = kvq::ref::attention(problem, r.query, r.keys, r.values);
   const Verdict verdict = judge_output(r.batch.output.to_doubles(), expected,
@@ -104,7 +106,7 @@ Outcome run_variant(const kvq_plugin_api* api, const char* backend, const char* 
   double best_us = std::numeric_limits<double>::infinity();
   for (int i = 0; i < 3; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    Error again(api, api->forward(layer.get(), &args));
+    Error again(&session.api(), session.api().forward(layer.get(), &raw));
     const auto t1 = std::chrono::steady_clock::now();
     if (again) break;
     best_us = std::min(best_us, std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -117,6 +119,10 @@ Outcome run_variant(const kvq_plugin_api* api, const char* backend, const char* 
 }  // namespace
 
 void run_numeric_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info& info) {
+  // A device plugin gets the batch metadata in its memory; one variant per
+  // mode also passes query_start_loc and seq_lens in host memory (both are
+  // allowed, kvq_abi.h "DEVICE MEMORY").
+  const bool on_device = info.abi_minor >= 1 && info.device_type != KVQ_DEVICE_CPU;
   for (int64_t b = 0; b < info.num_backends; ++b) {
     const kvq_backend_info* backend = info.backends[b];
     if (!backend || !backend->name) continue;
@@ -124,10 +130,15 @@ void run_numeric_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info
       const kvq_kv_mode_info* mode = find_mode(*backend, mode_name);
       if (!mode || !mode->supported) continue;
       const int32_t dtype = unquantized_mode_dtype(mode_name);
+      const std::string prefix = std::string("numeric.") + backend->name + "." + mode_name + ".";
       for (const Variant& v : kVariants) {
-        log.run(std::string("numeric.") + backend->name + "." + mode_name + "." + v.name,
-                [&] { return run_variant(plugin.api, backend->name, mode_name, dtype, v); });
+        log.run(prefix + v.name,
+                [&] { return run_variant(plugin, backend->name, mode_name, dtype, v, false); });
       }
+      if (on_device)
+        log.run(prefix + kVariants[0].name + "_host_metadata", [&] {
+          return run_variant(plugin, backend->name, mode_name, dtype, kVariants[0], true);
+        });
     }
   }
 }

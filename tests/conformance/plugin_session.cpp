@@ -1,27 +1,12 @@
 #include "plugin_session.hpp"
 
+#include <kvq_abi_names.h>
+
 #include <cstring>
 
 #include "case_log.hpp"
 
 namespace kvq::conform {
-
-const char* error_code_name(int32_t code) {
-  switch (code) {
-    case 0: return "OK";
-    case KVQ_ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case KVQ_ERR_UNSUPPORTED: return "UNSUPPORTED";
-    case KVQ_ERR_VERSION_MISMATCH: return "VERSION_MISMATCH";
-    case KVQ_ERR_OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case KVQ_ERR_NOT_FOUND: return "NOT_FOUND";
-    case KVQ_ERR_ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case KVQ_ERR_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case KVQ_ERR_NON_FINITE: return "NON_FINITE";
-    case KVQ_ERR_INTERNAL: return "INTERNAL";
-    case KVQ_ERR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
-    default: return "UNKNOWN_CODE";
-  }
-}
 
 Error::~Error() {
   if (error_) api_->error_destroy(error_);
@@ -40,7 +25,7 @@ std::string Error::message() const {
 std::string Error::describe() const {
   if (!error_) return "ok";
   const int32_t c = code();
-  return std::string(error_code_name(c)) + "(" + std::to_string(c) + "): " + message();
+  return std::string(kvq_error_code_name(c)) + "(" + std::to_string(c) + "): " + message();
 }
 
 void require_ok(const Error& error, std::string_view what) {
@@ -49,7 +34,7 @@ void require_ok(const Error& error, std::string_view what) {
 
 std::string expect_code(const Error& error, int32_t code) {
   if (error.code() == code) return {};
-  return std::string("expected ") + error_code_name(code) + ", got " + error.describe();
+  return std::string("expected ") + kvq_error_code_name(code) + ", got " + error.describe();
 }
 
 Instance& Instance::operator=(Instance&& other) noexcept {
@@ -105,11 +90,16 @@ kvq_plugin_info plugin_info(const kvq_plugin_api* api, const kvq_instance* insta
   return info;
 }
 
-kvq_layer_config layer_config(const char* backend, const char* kv_cache_dtype, int32_t model_dtype,
-                              int64_t num_heads, int64_t num_kv_heads, int64_t head_size,
-                              int64_t block_size) {
-  kvq_layer_config c{};
-  c.struct_size = KVQ_LAYER_CONFIG_SIZE;
+Session open_session(const Plugin& plugin, int32_t device_ordinal) {
+  client::PluginOptions options;
+  options.device_ordinal = device_ordinal;
+  return Session::open(client::Library{plugin.path, plugin.api}, options);
+}
+
+client::LayerConfig layer_config(const char* backend, const char* kv_cache_dtype,
+                                 int32_t model_dtype, int64_t num_heads, int64_t num_kv_heads,
+                                 int64_t head_size, int64_t block_size) {
+  client::LayerConfig c;
   c.backend = backend;
   c.layer_name = kLayerName;
   c.kv_cache_dtype = kv_cache_dtype;
@@ -118,33 +108,22 @@ kvq_layer_config layer_config(const char* backend, const char* kv_cache_dtype, i
   c.num_kv_heads = num_kv_heads;
   c.head_size = head_size;
   c.block_size = block_size;
-  c.tp_rank = 0;
-  c.tp_size = 1;
   return c;
 }
 
-Layer create_layer(const kvq_plugin_api* api, kvq_instance* instance,
-                   const kvq_layer_config& config, bool unsupported_skips) {
-  kvq_layer* out = nullptr;
-  Error error(api, api->layer_create(instance, &config, &out));
-  if (unsupported_skips && error.code() == KVQ_ERR_UNSUPPORTED)
-    throw CaseSkip("layer_create answers UNSUPPORTED: " + error.message());
-  require_ok(error, "layer_create");
-  if (!out) throw CaseFailure("layer_create succeeded but returned no layer");
-  return Layer(api, out);
+client::Layer create_layer(const Session& session, const client::LayerConfig& config,
+                           bool unsupported_skips) {
+  try {
+    return session.create_layer(config);
+  } catch (const client::PluginError& e) {
+    if (unsupported_skips && e.code() == KVQ_ERR_UNSUPPORTED)
+      throw CaseSkip("layer_create answers UNSUPPORTED: " + e.plugin_message());
+    throw;
+  }
 }
 
-kvq_cache_geometry cache_geometry(const kvq_plugin_api* api, const kvq_layer* layer) {
-  kvq_cache_geometry g{};
-  g.struct_size = KVQ_CACHE_GEOMETRY_SIZE;
-  require_ok(Error(api, api->cache_geometry(layer, &g)), "cache_geometry");
-  return g;
-}
-
-void load_param(const kvq_plugin_api* api, kvq_layer* layer, const std::string& local,
-                const kvq_tensor* value) {
-  const std::string name = std::string(kLayerName) + "." + local;
-  require_ok(Error(api, api->param_load(layer, name.c_str(), value, 0, 1)), "param_load " + name);
+void load_param(client::Layer& layer, const std::string& local, const kvq_tensor& value) {
+  layer.param_load(std::string(kLayerName) + "." + local, value, 0, 1);
 }
 
 const kvq_kv_mode_info* find_mode(const kvq_backend_info& backend, std::string_view mode) {

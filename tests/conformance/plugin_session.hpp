@@ -1,9 +1,12 @@
-// Owning wrappers around the objects a plugin hands out (errors, instances,
-// layers) and the few helpers every case layer needs: negotiate, create a
-// layer, look a mode up in the capabilities.
+// The suite's view of a plugin: what the load cases found (the raw table),
+// owning wrappers for the raw calls the contract and error cases make on
+// purpose (errors, instances, layers), and the client library's session
+// (kvq_client) for every case that just uses the plugin. Plus the lookups
+// every case layer needs in the capability records.
 #pragma once
 
 #include <kvq_abi.h>
+#include <kvq_client/plugin.hpp>
 
 #include <cstdint>
 #include <string>
@@ -12,13 +15,12 @@
 
 namespace kvq::conform {
 
+// The library the load cases opened and checked.
 struct Plugin {
   std::string path;
   void* handle = nullptr;
   const kvq_plugin_api* api = nullptr;
 };
-
-const char* error_code_name(int32_t code);
 
 // Owns one kvq_error (NULL = success) and destroys it through the plugin.
 class Error {
@@ -31,7 +33,7 @@ class Error {
   explicit operator bool() const { return error_ != nullptr; }
   int32_t code() const;
   std::string message() const;
-  // "OUT_OF_RANGE: <message>" or "ok".
+  // "OUT_OF_RANGE(4): <message>" or "ok".
   std::string describe() const;
 
  private:
@@ -44,6 +46,7 @@ void require_ok(const Error& error, std::string_view what);
 // The detail for a case that expects `code`: "" when it matched.
 std::string expect_code(const Error& error, int32_t code);
 
+// A raw instance, for the cases that test negotiation itself.
 class Instance {
  public:
   Instance() = default;
@@ -59,6 +62,7 @@ class Instance {
   kvq_instance* instance_ = nullptr;
 };
 
+// A raw layer, for the cases that check layer_create's answers.
 class Layer {
  public:
   Layer() = default;
@@ -73,25 +77,30 @@ class Layer {
   kvq_layer* layer_ = nullptr;
 };
 
-// A v1.0 host: major 1, the given minor, no log sink wanted on stdio.
+// A host of this header's version: major 1, the given minor, no log sink
+// (the plugin must then stay silent on stdio).
 kvq_host_info host_info(uint32_t minor = KVQ_ABI_MINOR);
 Instance negotiate(const kvq_plugin_api* api, uint32_t minor = KVQ_ABI_MINOR);
 kvq_plugin_info plugin_info(const kvq_plugin_api* api, const kvq_instance* instance);
 
+// A session through the client library: negotiated like a host does, no log
+// sink. Layers, buffers and streams of a case come from one session (a
+// device plugin's memory belongs to the instance that allocated it).
+using Session = client::Plugin;
+Session open_session(const Plugin& plugin, int32_t device_ordinal = 0);
+
 // Layer config with the suite's defaults (layer name, TP 1); the caller
 // fills geometry and mode.
-kvq_layer_config layer_config(const char* backend, const char* kv_cache_dtype, int32_t model_dtype,
-                              int64_t num_heads, int64_t num_kv_heads, int64_t head_size,
-                              int64_t block_size);
-// Throws CaseFailure on any error; with `unsupported_skips`, an UNSUPPORTED
-// answer (well-formed but not built) skips the case instead.
-Layer create_layer(const kvq_plugin_api* api, kvq_instance* instance,
-                   const kvq_layer_config& config, bool unsupported_skips = false);
-kvq_cache_geometry cache_geometry(const kvq_plugin_api* api, const kvq_layer* layer);
-// param_load of `value` into "<kLayerName>.<local>" (TP rank 0 of 1); throws
-// CaseFailure with the plugin's message on any error.
-void load_param(const kvq_plugin_api* api, kvq_layer* layer, const std::string& local,
-                const kvq_tensor* value);
+client::LayerConfig layer_config(const char* backend, const char* kv_cache_dtype,
+                                 int32_t model_dtype, int64_t num_heads, int64_t num_kv_heads,
+                                 int64_t head_size, int64_t block_size);
+// Throws on any error (the case fails with the plugin's message); with
+// `unsupported_skips`, an UNSUPPORTED answer (well-formed but not built)
+// skips the case instead.
+client::Layer create_layer(const Session& session, const client::LayerConfig& config,
+                           bool unsupported_skips = false);
+// param_load of `value` into "<kLayerName>.<local>" (TP rank 0 of 1).
+void load_param(client::Layer& layer, const std::string& local, const kvq_tensor& value);
 
 // The first backend that lists `mode` with supported=1, or nullptr.
 const kvq_backend_info* backend_claiming(const kvq_plugin_info& info, std::string_view mode);

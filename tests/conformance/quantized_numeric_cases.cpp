@@ -17,12 +17,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "batch.hpp"
 #include "cases.hpp"
 #include "kvq_ref/reference.hpp"
+#include "row_codec.hpp"
 #include "verdict.hpp"
 
 namespace kvq::conform {
@@ -32,15 +35,6 @@ constexpr uint64_t kSeed = 0x6B7671'0003ull;
 constexpr double kFp8KScale = 0.5, kFp8VScale = 0.25;  // fp8 per-tensor k_scale / v_scale
 
 // ---------------------------------------------------------------- modes
-
-enum class Codec { kInt8PerTokenHead, kFp8PerTokenHead, kInt4PerTokenHead, kFp8PerTensor, kC8 };
-
-struct QuantMode {
-  const char* name;  // kv_cache_dtype string; "C8" for the scheme
-  Codec codec;
-  int32_t element_dtype;  // what the cache stores
-  double e2e_nmse;        // vLLM's end-to-end limit (triton_sim.md §6)
-};
 
 const QuantMode kModes[] = {
     {"int8_per_token_head", Codec::kInt8PerTokenHead, KVQ_DTYPE_I8, 1e-2},
@@ -52,260 +46,13 @@ const QuantMode kModes[] = {
 };
 const QuantMode kC8 = {"C8", Codec::kC8, KVQ_DTYPE_I8, 1e-2};
 
-bool per_token_head(Codec c) {
-  return c == Codec::kInt8PerTokenHead || c == Codec::kFp8PerTokenHead ||
-         c == Codec::kInt4PerTokenHead;
-}
-
-// ------------------------------------------------------------ fp8 codec
-
-// kvq::ref::encode_fp8, made fast enough for a million elements: the nearest
-// code by binary search over the finite values, and the reference itself for
-// every tie and every value at or beyond the largest finite one (the only
-// places where the rounding rule, rather than distance, decides).
-class Fp8Codec {
- public:
-  explicit Fp8Codec(int32_t dtype) : dtype_(dtype) {
-    for (int c = 0; c < 256; ++c) {
-      decoded_[static_cast<size_t>(c)] = kvq::ref::decode_fp8(dtype, static_cast<uint8_t>(c));
-      const double v = decoded_[static_cast<size_t>(c)];
-      if (c < 0x80 && std::isfinite(v)) positive_.push_back({v, static_cast<uint8_t>(c)});
-    }
-    std::sort(positive_.begin(), positive_.end());
-    max_ = positive_.back().first;
-  }
-
-  // `tie` is set when x lies halfway between two codes (or beyond max).
-  uint8_t encode(double x, bool* tie = nullptr) const {
-    const double a = std::fabs(x);
-    if (!(a < max_)) {
-      if (tie) *tie = true;
-      return kvq::ref::encode_fp8(dtype_, x);
-    }
-    const auto hi =
-        std::lower_bound(positive_.begin(), positive_.end(), std::make_pair(a, uint8_t{0}));
-    uint8_t code = hi->second;
-    if (hi->first != a) {
-      const auto lo = hi - 1;
-      const double below = a - lo->first, above = hi->first - a;
-      if (below == above) {
-        if (tie) *tie = true;
-        return kvq::ref::encode_fp8(dtype_, x);
-      }
-      code = below < above ? lo->second : hi->second;
-    }
-    return static_cast<uint8_t>(std::signbit(x) ? code | 0x80 : code);
-  }
-  double decode(uint8_t code) const { return decoded_[code]; }
-  double max() const { return max_; }
-  // Midpoints between adjacent non-negative finite values, smallest first.
-  std::vector<double> midpoints() const {
-    std::vector<double> m;
-    for (size_t i = 1; i < positive_.size(); ++i)
-      m.push_back((positive_[i - 1].first + positive_[i].first) / 2);
-    return m;
-  }
-
- private:
-  int32_t dtype_;
-  std::array<double, 256> decoded_{};
-  std::vector<std::pair<double, uint8_t>> positive_;
-  double max_ = 0;
-};
-
-double bf16(double x) {
-  return kvq::ref::round_to(KVQ_DTYPE_BF16, x);
-}
-
-// ------------------------------------------------------------ row codec
-
-struct CodecStats {
-  int64_t ties = 0;     // elements rounded from exactly halfway
-  int64_t clamped = 0;  // elements clamped / saturated to the code range
-};
-
-// The spec's write path and its inverse for one (K|V, head) row of a layer.
-class RowCodec {
- public:
-  RowCodec(const QuantMode& mode, int64_t head_size)
-      : mode_(mode),
-        d_(head_size),
-        fp8_(mode.codec == Codec::kFp8PerTensor ? mode.element_dtype : KVQ_DTYPE_F8_E4M3FN) {}
-
-  // fp8 per-tensor scales and the C8 per-channel scales/offsets as loaded (fp32).
-  double tensor_scale[2] = {1.0, 1.0};
-  std::vector<float> channel_scale[2], channel_offset[2];
-
-  const QuantMode& mode() const { return mode_; }
-  const Fp8Codec& fp8() const { return fp8_; }
-
-  // Bytes of a row's codes (int4: the packed nibbles).
-  int64_t code_bytes() const { return mode_.codec == Codec::kInt4PerTokenHead ? (d_ + 1) / 2 : d_; }
-  // Bytes of a row the spec defines (the rest of row_bytes is padding).
-  int64_t content_bytes() const {
-    switch (mode_.codec) {
-      case Codec::kInt8PerTokenHead:
-      case Codec::kFp8PerTokenHead: return d_ + 4;
-      case Codec::kInt4PerTokenHead: return (d_ + 1) / 2 + 8;
-      default: return d_;
-    }
-  }
-
-  std::string byte_name(int64_t byte) const {
-    const int64_t codes = code_bytes();
-    if (byte < codes)
-      return mode_.codec == Codec::kInt4PerTokenHead
-                 ? "nibbles of elements " + std::to_string(2 * byte) + "," +
-                       std::to_string(2 * byte + 1)
-                 : "element " + std::to_string(byte);
-    return byte < codes + 4 ? "scale" : "zero point";
-  }
-
-  void encode(int kv, int64_t head, const double* x, unsigned char* out, CodecStats& st) const {
-    switch (mode_.codec) {
-      case Codec::kInt8PerTokenHead:
-      case Codec::kFp8PerTokenHead: return encode_symmetric(x, out, st);
-      case Codec::kInt4PerTokenHead: return encode_int4(x, out, st);
-      case Codec::kFp8PerTensor: {
-        // q = fp8(x / scale), RNE, saturating (triton_sim.md §3).
-        const float s = static_cast<float>(tensor_scale[kv]);
-        for (int64_t i = 0; i < d_; ++i) {
-          const float y = static_cast<float>(x[i]) / s;
-          bool tie = false;
-          out[i] = fp8_.encode(y, &tie);
-          st.ties += tie && std::fabs(y) < fp8_.max();
-          st.clamped += std::fabs(y) > fp8_.max();
-        }
-        return;
-      }
-      case Codec::kC8: {
-        // ascend.md §5, every operation rounded to bf16.
-        for (int64_t i = 0; i < d_; ++i) {
-          const size_t c = static_cast<size_t>(head * d_ + i);
-          const double inv = bf16(1.0f / channel_scale[kv][c]);
-          const double off = bf16(channel_offset[kv][c]);
-          double t = bf16(bf16(x[i]) * inv);
-          t = bf16(t + off);
-          st.ties += t - std::floor(t) == 0.5;
-          const double q = std::clamp(std::nearbyint(t), -128.0, 127.0);
-          st.clamped += q != std::nearbyint(t);
-          out[i] = static_cast<unsigned char>(static_cast<int8_t>(q));
-        }
-        return;
-      }
-    }
-  }
-
-  void decode(int kv, int64_t head, const unsigned char* row, double* out) const {
-    switch (mode_.codec) {
-      case Codec::kInt8PerTokenHead:
-      case Codec::kFp8PerTokenHead: {
-        const double scale = load_f32(row + d_);
-        for (int64_t i = 0; i < d_; ++i) {
-          const double q = mode_.codec == Codec::kInt8PerTokenHead
-                               ? static_cast<double>(static_cast<int8_t>(row[i]))
-                               : fp8_.decode(row[i]);
-          out[i] = q * scale;
-        }
-        return;
-      }
-      case Codec::kInt4PerTokenHead: {
-        const int64_t n = (d_ + 1) / 2;
-        const double scale = load_f32(row + n), zp = load_f32(row + n + 4);
-        for (int64_t i = 0; i < d_; ++i) {
-          const int q = (row[i / 2] >> (4 * (i % 2))) & 0xF;
-          out[i] = (q - zp) * scale;
-        }
-        return;
-      }
-      case Codec::kFp8PerTensor:
-        // Dequantized, then rounded to the (bf16) query dtype as vLLM does.
-        for (int64_t i = 0; i < d_; ++i) out[i] = bf16(fp8_.decode(row[i]) * tensor_scale[kv]);
-        return;
-      case Codec::kC8:
-        for (int64_t i = 0; i < d_; ++i) {
-          const size_t c = static_cast<size_t>(head * d_ + i);
-          const double off = bf16(channel_offset[kv][c]), scale = bf16(channel_scale[kv][c]);
-          out[i] = bf16(bf16(static_cast<int8_t>(row[i]) - off) * scale);
-        }
-        return;
-    }
-  }
-
- private:
-  static double load_f32(const unsigned char* p) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  static void store_f32(unsigned char* p, float f) { std::memcpy(p, &f, 4); }
-
-  // triton_sim.md §3, float32 throughout: scale = max(absmax * fp32(1/QMAX), 1e-6),
-  // inv = 1/scale, y = x*inv; int8 RNE clamped, fp8 e4m3 of clamp(y, ±448).
-  void encode_symmetric(const double* x, unsigned char* out, CodecStats& st) const {
-    const bool int8 = mode_.codec == Codec::kInt8PerTokenHead;
-    const float inv_qmax = int8 ? 1.0f / 127.0f : 1.0f / 448.0f;  // a multiply, as vLLM
-    float absmax = 0.0f;
-    for (int64_t i = 0; i < d_; ++i) absmax = std::max(absmax, std::fabs(static_cast<float>(x[i])));
-    const float scale = std::max(absmax * inv_qmax, 1e-6f);
-    const float inv = 1.0f / scale;
-    for (int64_t i = 0; i < d_; ++i) {
-      const float y = static_cast<float>(x[i]) * inv;
-      if (int8) {
-        const float r = std::nearbyint(y);
-        const float q = std::clamp(r, -128.0f, 127.0f);
-        st.ties += y - std::floor(y) == 0.5f;
-        st.clamped += q != r;
-        out[i] = static_cast<unsigned char>(static_cast<int8_t>(q));
-      } else {
-        const float c = std::clamp(y, -448.0f, 448.0f);
-        bool tie = false;
-        out[i] = fp8_.encode(c, &tie);
-        st.ties += tie && std::fabs(c) < 448.0f;
-        st.clamped += c != y;
-      }
-    }
-    store_f32(out + d_, scale);
-  }
-
-  // triton_sim.md §3 (last paragraph), float32: scale = max((max-min)/15,
-  // 1e-6), zp = clamp(rne(-min/scale), 0, 15), q = clamp(rne(x/scale + zp),
-  // 0, 15); nibbles (even index low), then fp32 scale, then fp32 zero point.
-  void encode_int4(const double* x, unsigned char* out, CodecStats& st) const {
-    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-    for (int64_t i = 0; i < d_; ++i) {
-      lo = std::min(lo, static_cast<float>(x[i]));
-      hi = std::max(hi, static_cast<float>(x[i]));
-    }
-    const float scale = std::max((hi - lo) / 15.0f, 1e-6f);
-    const float zr = -lo / scale;
-    const float zp = std::clamp(std::nearbyint(zr), 0.0f, 15.0f);
-    st.ties += zr - std::floor(zr) == 0.5f;
-    st.clamped += zp != std::nearbyint(zr);
-    const int64_t n = (d_ + 1) / 2;
-    std::memset(out, 0, static_cast<size_t>(n));
-    for (int64_t i = 0; i < d_; ++i) {
-      const float y = static_cast<float>(x[i]) / scale + zp;
-      const float r = std::nearbyint(y);
-      const float q = std::clamp(r, 0.0f, 15.0f);
-      st.ties += y - std::floor(y) == 0.5f;
-      st.clamped += q != r;
-      out[i / 2] = static_cast<unsigned char>(out[i / 2] | (static_cast<int>(q) << (4 * (i % 2))));
-    }
-    store_f32(out + n, scale);
-    store_f32(out + n + 4, zp);
-  }
-
-  QuantMode mode_;
-  int64_t d_;
-  Fp8Codec fp8_;
-};
-
 // ------------------------------------------------------------ the layer
 
+// A layer of one session (its buffers come from the same session).
 struct QuantLayer {
-  Instance instance;
-  Layer layer;
+  explicit QuantLayer(Session s) : session(std::move(s)) {}
+  Session session;
+  std::optional<client::Layer> layer;
   kvq_cache_geometry geometry{};
 };
 
@@ -318,26 +65,23 @@ struct LayerSpec {
 // Creates the layer as a host would for `mode`, loads the scales the mode
 // needs (fp8 per-tensor: k 0.5 / v 0.25; C8: random per-channel scales in
 // 0.01..0.05 and non-zero offsets in -3..3) and fills `codec` with them.
-QuantLayer prepare_layer(const kvq_plugin_api* api, const char* backend, const QuantMode& mode,
-                         const LayerSpec& spec, int64_t block_size, RowCodec& codec,
-                         uint64_t seed) {
+std::unique_ptr<QuantLayer> prepare_layer(const Plugin& plugin, const char* backend,
+                                          const QuantMode& mode, const LayerSpec& spec,
+                                          int64_t block_size, RowCodec& codec, uint64_t seed) {
   const bool c8 = mode.codec == Codec::kC8;
   const bool optional = spec.sliding_window != 0 || spec.softcap != 0.0;
-  kvq_layer_config config =
+  client::LayerConfig config =
       layer_config(backend, c8 ? "auto" : mode.name, KVQ_DTYPE_BF16, spec.num_heads,
                    spec.num_kv_heads, spec.head_size, block_size);
   config.sliding_window = spec.sliding_window;
   config.softcap = spec.softcap;
-  QuantLayer q;
-  q.instance = negotiate(api);
-  q.layer = create_layer(api, q.instance.get(), config, optional);
+  auto prepared = std::make_unique<QuantLayer>(open_session(plugin));
+  QuantLayer& q = *prepared;
+  q.layer.emplace(create_layer(q.session, config, optional));
+  client::Layer& layer = *q.layer;
 
   if (c8) {
-    kvq_scheme_args scheme{};
-    scheme.struct_size = KVQ_SCHEME_ARGS_SIZE;
-    scheme.quant_type = "C8";
-    scheme.layer_type = "attention";
-    require_ok(Error(api, api->apply_scheme(q.layer.get(), &scheme)), "apply_scheme C8");
+    layer.apply_scheme("C8", "attention");
     Rng rng(seed ^ 0xC8C8ull);
     const auto n = static_cast<size_t>(spec.num_kv_heads * spec.head_size);
     for (int kv = 0; kv < 2; ++kv) {
@@ -358,20 +102,20 @@ QuantLayer prepare_layer(const kvq_plugin_api* api, const char* backend, const Q
       const std::vector<double> o(codec.channel_offset[kv].begin(), codec.channel_offset[kv].end());
       HostTensor scale = HostTensor::from_doubles(KVQ_DTYPE_F32, {static_cast<int64_t>(n)}, s);
       HostTensor offset = HostTensor::from_doubles(KVQ_DTYPE_F32, {static_cast<int64_t>(n)}, o);
-      load_param(api, q.layer.get(), names[kv][0], scale.tensor());
-      load_param(api, q.layer.get(), names[kv][1], offset.tensor());
+      load_param(layer, names[kv][0], *scale.tensor());
+      load_param(layer, names[kv][1], *offset.tensor());
     }
   } else if (mode.codec == Codec::kFp8PerTensor) {
     codec.tensor_scale[0] = kFp8KScale;
     codec.tensor_scale[1] = kFp8VScale;
     HostTensor k = HostTensor::from_doubles(KVQ_DTYPE_F32, {1}, {kFp8KScale});
     HostTensor v = HostTensor::from_doubles(KVQ_DTYPE_F32, {1}, {kFp8VScale});
-    load_param(api, q.layer.get(), "k_scale", k.tensor());
-    load_param(api, q.layer.get(), "v_scale", v.tensor());
+    load_param(layer, "k_scale", *k.tensor());
+    load_param(layer, "v_scale", *v.tensor());
   }
-  require_ok(Error(api, api->process_weights(q.layer.get())), "process_weights");
+  layer.process_weights();
 
-  q.geometry = cache_geometry(api, q.layer.get());
+  q.geometry = layer.cache_geometry();
   const kvq_cache_geometry& g = q.geometry;
   const int64_t min_row = mode.codec == Codec::kInt4PerTokenHead ? codec.content_bytes() : -1;
   std::string problems = check_geometry(g, spec.num_kv_heads, spec.head_size, block_size, min_row);
@@ -384,7 +128,7 @@ QuantLayer prepare_layer(const kvq_plugin_api* api, const char* backend, const Q
                 std::to_string(g.element_dtype) + ", expected " +
                 std::to_string(mode.element_dtype);
   if (!problems.empty()) throw CaseFailure(problems);
-  return q;
+  return prepared;
 }
 
 // ------------------------------------------------------------ write check
@@ -559,11 +303,13 @@ std::vector<std::vector<double>> edge_rows(const RowCodec& codec, int kv, int64_
 
 // write_edges: rows at the ties and limits, written to random slots around a
 // padding row, byte-compared; rows never written must keep cache_init's bytes.
-Outcome run_write_edges(const kvq_plugin_api* api, const char* backend, const QuantMode& mode,
+Outcome run_write_edges(const Plugin& plugin, const char* backend, const QuantMode& mode,
                         int64_t block_size) {
   const LayerSpec spec{4, 2, 64};
   RowCodec codec(mode, spec.head_size);
-  QuantLayer q = prepare_layer(api, backend, mode, spec, block_size, codec, kSeed);
+  const std::unique_ptr<QuantLayer> prepared =
+      prepare_layer(plugin, backend, mode, spec, block_size, codec, kSeed);
+  QuantLayer& q = *prepared;
   Rng rng(kSeed + 11);
   const std::vector<std::vector<double>> rows[2] = {
       edge_rows(codec, 0, spec.num_kv_heads, spec.head_size, rng),
@@ -598,7 +344,7 @@ Outcome run_write_edges(const kvq_plugin_api* api, const char* backend, const Qu
   HostTensor value = HostTensor::from_doubles(KVQ_DTYPE_BF16, shape, values[1]);
   HostTensor slot_tensor = HostTensor::from_ints(KVQ_DTYPE_I64, {tokens}, slots);
 
-  HostTensor cache = allocate_cache(api, q.layer.get(), q.geometry, num_blocks);
+  HostTensor cache = allocate_cache(q.session, *q.layer, q.geometry, num_blocks);
   // cache_init: codes zero and, per token-head, an inline scale of 1.0.
   int64_t bad_init = 0;
   std::string first_bad_init;
@@ -618,7 +364,7 @@ Outcome run_write_edges(const kvq_plugin_api* api, const char* backend, const Qu
               "slot " + std::to_string(s) + (kv ? " V" : " K") + " head " + std::to_string(h);
       }
   const std::vector<unsigned char> before(cache.bytes(), cache.bytes() + cache.byte_size());
-  require_ok(write_cache(api, q.layer.get(), key, value, slot_tensor, cache), "cache_write");
+  require_ok(write_cache(q.session, *q.layer, key, value, slot_tensor, cache), "cache_write");
   if (!cache.guards_intact()) return fail("cache_write overwrote the cache's guard bytes");
 
   WriteCheck check;
@@ -685,21 +431,24 @@ void dequantize(const RowCodec& codec, const kvq_cache_geometry& g, HostTensor& 
   }
 }
 
-Outcome run_attention(const kvq_plugin_api* api, const char* backend, const QuantMode& mode,
+Outcome run_attention(const Plugin& plugin, const char* backend, const QuantMode& mode,
                       int64_t block_size, const AttnCase& ac, uint64_t seed) {
   const auto t_start = std::chrono::steady_clock::now();
   const LayerSpec spec{ac.num_heads, ac.num_kv_heads, ac.head_size, ac.sliding_window, ac.softcap};
   const bool optional = ac.sliding_window != 0 || ac.softcap != 0.0;
   RowCodec codec(mode, ac.head_size);
-  QuantLayer q = prepare_layer(api, backend, mode, spec, block_size, codec, seed);
+  const std::unique_ptr<QuantLayer> prepared =
+      prepare_layer(plugin, backend, mode, spec, block_size, codec, seed);
+  QuantLayer& q = *prepared;
 
   RandomBatch r = make_random_batch(
       {KVQ_DTYPE_BF16, ac.num_heads, ac.num_kv_heads, ac.head_size, block_size}, ac.seqs, seed, 3);
-  HostTensor cache = allocate_cache(api, q.layer.get(), q.geometry, r.num_blocks);
+  r.bind(q.session);
+  HostTensor cache = allocate_cache(q.session, *q.layer, q.geometry, r.num_blocks);
   require_ok(
-      write_cache(api, q.layer.get(), r.context_key, r.context_value, r.context_slots, cache),
+      write_cache(q.session, *q.layer, r.context_key, r.context_value, r.context_slots, cache),
       "cache_write (context and padding rows)");
-  require_ok(write_cache(api, q.layer.get(), r.batch.key, r.batch.value, r.new_slots, cache),
+  require_ok(write_cache(q.session, *q.layer, r.batch.key, r.batch.value, r.new_slots, cache),
              "cache_write (new tokens)");
   if (!cache.guards_intact()) return fail("cache_write overwrote the cache's guard bytes");
 
@@ -708,7 +457,7 @@ Outcome run_attention(const kvq_plugin_api* api, const char* backend, const Quan
   check_rows(codec, q.geometry, cache, r.batch.key, r.batch.value, r.new_slots, write);
 
   const int32_t state = ac.state ? ac.state : derive_attention_state(r.query_start_loc, r.seq_lens);
-  forward_checked(api, q.layer.get(), r.batch, cache, state, optional);
+  forward_checked(q.session, *q.layer, r.batch, cache, state, optional);
   const std::vector<double> actual = r.batch.output.to_doubles();
 
   // Which sequences attend on the batch's float K/V (ascend.md §6): all in
@@ -823,12 +572,12 @@ void run_mode(CaseLog& log, const Plugin& plugin, const char* backend, const Qua
               int64_t block_size, const std::vector<AttnCase>& cases) {
   const std::string prefix = std::string("numeric.") + backend + "." + mode.name + ".";
   log.run(prefix + "write_edges",
-          [&] { return run_write_edges(plugin.api, backend, mode, block_size); });
+          [&] { return run_write_edges(plugin, backend, mode, block_size); });
   uint64_t seed = kSeed;
   for (const AttnCase& ac : cases) {
     seed += 0x1000;
     log.run(prefix + ac.name,
-            [&] { return run_attention(plugin.api, backend, mode, block_size, ac, seed); });
+            [&] { return run_attention(plugin, backend, mode, block_size, ac, seed); });
   }
 }
 

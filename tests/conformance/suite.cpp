@@ -77,6 +77,8 @@ void run_plugin_suite(CaseLog& log, const std::string& plugin_path, const SuiteO
   log.send(matrix_message(info));
 
   run_contract_cases(log, plugin, info);
+  run_struct_cases(log, plugin, info);
+  run_device_cases(log, plugin, info);
   run_error_cases(log, plugin, info);
   if (options.only_contract) return;
   run_numeric_cases(log, plugin, info);

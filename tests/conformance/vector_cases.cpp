@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "batch.hpp"
@@ -36,14 +38,16 @@ int32_t state_from_name(const std::string& name) {
 // A layer set up as the case's procedure says, with a cache holding every
 // row of the case written through cache_write.
 struct Prepared {
-  Instance instance;
-  Layer layer;
+  explicit Prepared(Session s) : session(std::move(s)) {}
+  Session session;
+  std::optional<client::Layer> layer;
   kvq_cache_geometry geometry{};
   HostTensor cache;
   bool per_token_head = false;
 };
 
-Prepared prepare(const kvq_plugin_api* api, const kvq_plugin_info& info, const VectorCase& vc) {
+std::unique_ptr<Prepared> prepare(const Plugin& plugin, const kvq_plugin_info& info,
+                                  const VectorCase& vc) {
   const nlohmann::json& j = vc.json();
   const std::string mode = j.at("kv_cache_dtype").get<std::string>();
   const bool c8 = mode == "C8";
@@ -60,26 +64,24 @@ Prepared prepare(const kvq_plugin_api* api, const kvq_plugin_info& info, const V
   const int64_t hkv = j.at("num_kv_heads").get<int64_t>();
   const int64_t head_size = j.at("head_size").get<int64_t>();
   const int64_t block_size = j.at("block_size").get<int64_t>();
-  kvq_layer_config config = layer_config(backend->name, c8 ? "auto" : mode.c_str(), KVQ_DTYPE_BF16,
-                                         j.value("num_heads", hkv), hkv, head_size, block_size);
+  client::LayerConfig config =
+      layer_config(backend->name, c8 ? "auto" : mode.c_str(), KVQ_DTYPE_BF16,
+                   j.value("num_heads", hkv), hkv, head_size, block_size);
   config.softmax_scale = j.value("softmax_scale", 0.0);
   config.sliding_window = j.value("sliding_window", int64_t{0});
   config.softcap = j.value("softcap", 0.0);
   const bool optional_features = config.sliding_window != 0 || config.softcap != 0.0;
 
-  Prepared p;
-  p.instance = negotiate(api);
-  p.layer = create_layer(api, p.instance.get(), config, optional_features);
+  auto prepared = std::make_unique<Prepared>(open_session(plugin));
+  Prepared& p = *prepared;
+  p.layer.emplace(create_layer(p.session, config, optional_features));
+  client::Layer& layer = *p.layer;
   if (c8) {
-    kvq_scheme_args scheme{};
-    scheme.struct_size = KVQ_SCHEME_ARGS_SIZE;
-    scheme.quant_type = "C8";
-    scheme.layer_type = "attention";
-    require_ok(Error(api, api->apply_scheme(p.layer.get(), &scheme)), "apply_scheme C8");
+    layer.apply_scheme("C8", "attention");
     for (const char* name :
          {"k_cache_scale", "k_cache_offset", "v_cache_scale", "v_cache_offset"}) {
-      HostTensor value = vc.tensor(name);
-      load_param(api, p.layer.get(), name, value.tensor());
+      HostTensor value = vc.tensor(name);  // parameters always come from host memory
+      load_param(layer, name, *value.tensor());
     }
   } else {
     const kvq_kv_mode_info* m = find_mode(*backend, mode);
@@ -88,18 +90,18 @@ Prepared prepare(const kvq_plugin_api* api, const kvq_plugin_info& info, const V
   for (const char* name : {"k_scale", "v_scale", "q_scale"}) {
     if (!j.contains(name)) continue;
     HostTensor value = HostTensor::from_doubles(KVQ_DTYPE_F32, {1}, {j.at(name).get<double>()});
-    load_param(api, p.layer.get(), name, value.tensor());
+    load_param(layer, name, *value.tensor());
   }
-  require_ok(Error(api, api->process_weights(p.layer.get())), "process_weights");
-  p.geometry = cache_geometry(api, p.layer.get());
+  layer.process_weights();
+  p.geometry = layer.cache_geometry();
   if (std::string problems = check_geometry(p.geometry, hkv, head_size, block_size);
       !problems.empty())
     throw CaseFailure(problems);
-  p.cache = allocate_cache(api, p.layer.get(), p.geometry, j.at("num_blocks").get<int64_t>());
+  p.cache = allocate_cache(p.session, layer, p.geometry, j.at("num_blocks").get<int64_t>());
   HostTensor key = vc.tensor("key"), value = vc.tensor("value"), slots = vc.tensor("slot_mapping");
-  require_ok(write_cache(api, p.layer.get(), key, value, slots, p.cache), "cache_write");
+  require_ok(write_cache(p.session, layer, key, value, slots, p.cache), "cache_write");
   if (!p.cache.guards_intact()) throw CaseFailure("cache_write overwrote the cache's guard bytes");
-  return p;
+  return prepared;
 }
 
 Outcome check_write(const VectorCase& vc, const Prepared& p) {
@@ -155,7 +157,7 @@ Outcome check_write(const VectorCase& vc, const Prepared& p) {
               (p.per_token_head ? " (codes and scales)" : ""));
 }
 
-Outcome check_attention(const kvq_plugin_api* api, const VectorCase& vc, Prepared& p) {
+Outcome check_attention(const VectorCase& vc, Prepared& p) {
   const nlohmann::json& j = vc.json();
   const int64_t hkv = p.geometry.num_kv_heads, d = p.geometry.head_size;
   const int64_t hq = j.value("num_heads", hkv);
@@ -188,20 +190,13 @@ Outcome check_attention(const kvq_plugin_api* api, const VectorCase& vc, Prepare
     first_row += seq_lens[s];
   }
   batch.output = HostTensor(KVQ_DTYPE_BF16, {t_count, hq, d});
-  batch.output.fill(std::numeric_limits<double>::quiet_NaN());
 
   std::vector<int32_t> qsl32(qsl.begin(), qsl.end()), lens32(seq_lens.begin(), seq_lens.end());
   const int32_t state = j.contains("attention_state")
                             ? state_from_name(j.at("attention_state").get<std::string>())
                             : derive_attention_state(qsl32, lens32);
-  kvq_forward_args args = batch.args(p.cache, state);
-  const Error supported(api, api->supports(p.layer.get(), &args));
-  if (supported.code() == KVQ_ERR_UNSUPPORTED)
-    throw CaseSkip("supports(): " + supported.describe());
-  require_ok(supported, "supports() refuses the case's batch");
-  require_ok(Error(api, api->forward(p.layer.get(), &args)), "forward");
-  if (const std::string damaged = batch.damaged_guards(p.cache); !damaged.empty())
-    return fail("guard bytes overwritten: " + damaged);
+  // Skips on UNSUPPORTED; fails on guard damage or a modified query.
+  forward_checked(p.session, *p.layer, batch, p.cache, state, true);
 
   const std::vector<double> actual = batch.output.to_doubles();
   const nlohmann::json& read = j.at("tolerance_read_path");
@@ -221,12 +216,12 @@ Outcome check_attention(const kvq_plugin_api* api, const VectorCase& vc, Prepare
   return pass(detail);
 }
 
-Outcome run_case(const kvq_plugin_api* api, const kvq_plugin_info& info, const fs::path& dir) {
+Outcome run_case(const Plugin& plugin, const kvq_plugin_info& info, const fs::path& dir) {
   const VectorCase vc = VectorCase::load(dir);
   const std::string kind = vc.json().at("kind").get<std::string>();
   if (kind != "write" && kind != "attention") return fail("unknown case kind \"" + kind + "\"");
-  Prepared p = prepare(api, info, vc);
-  return kind == "write" ? check_write(vc, p) : check_attention(api, vc, p);
+  std::unique_ptr<Prepared> p = prepare(plugin, info, vc);
+  return kind == "write" ? check_write(vc, *p) : check_attention(vc, *p);
 }
 
 }  // namespace
@@ -247,7 +242,7 @@ void run_vector_cases(CaseLog& log, const Plugin& plugin, const kvq_plugin_info&
       cases.push_back(entry.path());
   std::sort(cases.begin(), cases.end());
   for (const fs::path& dir : cases)
-    log.run("vectors." + dir.filename().string(), [&] { return run_case(plugin.api, info, dir); });
+    log.run("vectors." + dir.filename().string(), [&] { return run_case(plugin, info, dir); });
 }
 
 }  // namespace kvq::conform

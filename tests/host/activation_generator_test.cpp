@@ -10,7 +10,9 @@
 #include <cstring>
 #include <vector>
 
+#include "kvq_host/plugin.hpp"
 #include "kvq_host/step_batch.hpp"
+#include "test_support.hpp"
 
 namespace kvq::host {
 namespace {
@@ -21,7 +23,8 @@ constexpr ActivationShape kShape{2, 8, 2, 64, 64};
 std::vector<std::byte> step_bytes(uint64_t seed) {
   const ActivationGenerator generator(seed, kShape);
   const ModelShape shape{2, 8, 2, 64, 64, KVQ_DTYPE_BF16};
-  StepBatch batch(shape);
+  const Plugin plugin = open_plugin(testing::triton_plugin());  // host memory
+  StepBatch batch(shape, plugin);
   const std::vector<RequestSpec> requests = {{0, 20, 4, 0, 0.0}, {1, 12, 4, 0, 0.0}};
   StepPlan plan;
   plan.chunks = {ScheduledChunk{0, 0, 20, false, {0, 1}}, ScheduledChunk{1, 0, 12, false, {2}}};
@@ -29,7 +32,7 @@ std::vector<std::byte> step_bytes(uint64_t seed) {
   plan.attention_state = KVQ_ATTN_PREFILL_NO_CACHE;
   batch.prepare(plan, requests, 16);
   batch.generate(generator, 1);
-  const auto* begin = static_cast<const std::byte*>(batch.query().data());
+  const std::byte* begin = batch.query().host();
   return std::vector<std::byte>(begin, begin + batch.query().num_elements() * 2);
 }
 

@@ -170,13 +170,14 @@ class LogCapture {
 class C8Driver {
  public:
   // `scales` are this rank's channels (num_kv_heads x head_size).
-  C8Driver(Layer& layer, int64_t num_heads, int64_t num_kv_heads, LayerScales scales)
+  C8Driver(const Plugin& plugin, Layer& layer, int64_t num_heads, int64_t num_kv_heads,
+           LayerScales scales)
       : layer_(layer),
         heads_(num_heads),
         kv_heads_(num_kv_heads),
         scales_(std::move(scales)),
         geometry_(layer.cache_geometry()),
-        cache_(kNumBlocks, geometry_),
+        cache_(plugin, kNumBlocks, geometry_),
         history_(kSequences) {
     layer_.cache_init(cache_.tensor());
   }
@@ -230,27 +231,24 @@ class C8Driver {
       }
     }
 
-    kvq_cache_write_args write{};
-    write.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-    write.key = &key.view();
-    write.value = &value.view();
-    write.slot_mapping = &slot_mapping.view();
-    write.kv_cache = &cache_.tensor();
-    layer_.cache_write(write);
+    layer_.cache_write(client::CacheWriteArgs()
+                           .key(key.view())
+                           .value(value.view())
+                           .slot_mapping(slot_mapping.view())
+                           .kv_cache(cache_.tensor()));
+    cache_bytes_ = cache_.read();
     check_quantization(chunks);
 
-    kvq_forward_args args{};
-    args.struct_size = KVQ_FORWARD_ARGS_SIZE;
-    args.attention_state = state;
-    args.query = &query.view();
-    args.key = &key.view();
-    args.value = &value.view();
-    args.kv_cache = &cache_.tensor();
-    args.query_start_loc = &qsl.view();
-    args.seq_lens = &lens.view();
-    args.block_table = &table.view();
-    args.output = &output.view();
-    layer_.forward(args);
+    layer_.forward(client::ForwardArgs()
+                       .attention_state(state)
+                       .query(query.view())
+                       .key(key.view())
+                       .value(value.view())
+                       .kv_cache(cache_.tensor())
+                       .query_start_loc(qsl.view())
+                       .seq_lens(lens.view())
+                       .block_table(table.view())
+                       .output(output.view()));
 
     // Where the plugin reads each sequence's keys (spec/ascend.md §6).
     std::vector<bool> float_kv(chunks.size(), false);
@@ -320,7 +318,7 @@ class C8Driver {
     const int64_t offset =
         block * geometry_.bytes_per_block +
         ((kv * kBlockSize + position % kBlockSize) * kv_heads_ + head) * geometry_.row_bytes;
-    return reinterpret_cast<const int8_t*>(cache_.data() + offset);
+    return reinterpret_cast<const int8_t*>(cache_bytes_.data() + offset);
   }
 
   // (q - offset) * scale, each step rounded to bf16 (c8_impl.cpp), with the
@@ -359,6 +357,7 @@ class C8Driver {
   LayerScales scales_;
   kvq_cache_geometry geometry_;
   KvCacheBuffer cache_;
+  std::vector<std::byte> cache_bytes_;  // the cache after the last write
   std::vector<std::vector<Token>> history_;
   std::mt19937 random_{11};
   std::uniform_real_distribution<float> uniform_{-2.0f, 2.0f};
@@ -377,7 +376,7 @@ void run_every_state(C8Driver& driver) {
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  Plugin ascend() const { return Plugin::load(testing::ascend_plugin()); }
+  Plugin ascend() const { return open_plugin(testing::ascend_plugin()); }
   ScratchDir dir_;
 };
 
@@ -426,7 +425,7 @@ TEST_F(CheckpointTest, EveryAttentionStateMatchesAReferenceFromTheInt8Cache) {
   const Plugin plugin = ascend();
   LoadedLayer loaded =
       create_checkpoint_layer(plugin, checkpoint, 1, {"ascend", "", kBlockSize, 0, 1});
-  C8Driver driver(loaded.layer, kHeads, kKvHeads, file.layers[1]);
+  C8Driver driver(plugin, loaded.layer, kHeads, kKvHeads, file.layers[1]);
   run_every_state(driver);
   EXPECT_EQ(driver.steps(), 6);
 }
@@ -447,7 +446,7 @@ TEST_F(CheckpointTest, TensorParallelRankOneGetsItsShareOfTheScales) {
   const LayerScales local{
       slice(s.k_scale, kHeadSize, kHeadSize), slice(s.k_offset, kHeadSize, kHeadSize),
       slice(s.v_scale, kHeadSize, kHeadSize), slice(s.v_offset, kHeadSize, kHeadSize)};
-  C8Driver driver(loaded.layer, kHeads / 2, kKvHeads / 2, local);
+  C8Driver driver(plugin, loaded.layer, kHeads / 2, kKvHeads / 2, local);
   driver.step(KVQ_ATTN_PREFILL_NO_CACHE, {{0, 33}});
   const std::string attn = layer_prefix(0) + ".attn.";
   std::vector<float> expected_scale, expected_offset, expected_v_scale;

@@ -240,7 +240,7 @@ TEST(Fp8Query, AMissingQScaleIsTheCheckpointsKScale) {
   options.calibration_tokens = 512;
   make_checkpoint(dir.path() / "fp8", options);
   const Checkpoint checkpoint = Checkpoint::open(dir.path() / "fp8");
-  const Plugin plugin = Plugin::load(testing::triton_plugin());
+  const Plugin plugin = open_plugin(testing::triton_plugin());
   for (int64_t l = 0; l < 2; ++l) {
     LoadedLayer loaded = create_checkpoint_layer(plugin, checkpoint, l, {"triton", "", 16, 0, 1});
     const SafetensorsTensor* k =

@@ -143,7 +143,7 @@ TEST_F(MakeCheckpointModesTest, FakQuantLoadsTheCalibratedLatentAndQueryScales) 
   // The generator the header describes: one latent KV head, V = the latent.
   const ActivationGenerator generator(kSeed,
                                       ActivationShape{kLayers, kMlaHeads, 1, kLora + kRope, kLora});
-  const Plugin plugin = Plugin::load(testing::ascend_plugin());
+  const Plugin plugin = open_plugin(testing::ascend_plugin());
   for (int64_t l = 0; l < kLayers; ++l) {
     LoadedLayer loaded =
         create_checkpoint_layer(plugin, checkpoint, l, {"ascend", "", kBlockSize, 0, 1});
@@ -199,7 +199,7 @@ TEST_F(MakeCheckpointModesTest, Int8DynamicLoadsTheSeededHadamardRotations) {
   EXPECT_EQ(description["indexer_quant_type"], "INT8_DYNAMIC");
   EXPECT_EQ(description["model.layers.0.self_attn.indexer.quant_type"], "INT8_DYNAMIC");
 
-  const Plugin plugin = Plugin::load(testing::ascend_plugin());
+  const Plugin plugin = open_plugin(testing::ascend_plugin());
   std::vector<std::vector<double>> rotations;
   for (int64_t l = 0; l < kLayers; ++l) {
     LoadedLayer loaded =

@@ -73,5 +73,8 @@ std::string triton_plugin() {
 std::string ascend_plugin() {
   return KVQ_TEST_ASCEND_PLUGIN;
 }
+std::string arena_plugin() {
+  return KVQ_TEST_ARENA_PLUGIN;
+}
 
 }  // namespace kvq::host::testing

@@ -37,5 +37,8 @@ ProcessResult run_process(const std::vector<std::string>& argv);
 // Paths baked in by CMake; empty when the build has no such plugin.
 std::string triton_plugin();
 std::string ascend_plugin();
+// The arena test plugin (tests/fixtures): the triton backend behind opaque
+// device memory that only its hooks reach.
+std::string arena_plugin();
 
 }  // namespace kvq::host::testing

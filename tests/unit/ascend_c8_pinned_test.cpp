@@ -319,9 +319,9 @@ TEST(AscendC8Pinned, C8Helpers_32_DequantIdentityOnAPagedInt8Cache) {
     // Small queries keep the softmax over the large integer keys soft.
     const OwnedTensor query = random_tensor(KVQ_DTYPE_BF16, {t, 4, 4}, 0.02, 320 + state);
     OwnedTensor out = filled_tensor(KVQ_DTYPE_BF16, {t, 4, 4}, NAN);
-    const kvq_forward_args a = forward_args(state, query.get(), cache.tensor(), qsl.get(),
-                                            lens.get(), table.get(), out.get());
-    const CallResult r = f.plugin.take(f.plugin.api().forward(f.layer.get(), &a));
+    const CallResult r = forward(f.plugin, f.layer.get(),
+                                 forward_args(state, query.get(), cache.tensor(), qsl.get(),
+                                              lens.get(), table.get(), out.get()));
     ASSERT_EQ(r.code, 0) << r.message;
     const std::vector<double> want =
         reference_attention(c, {{qlens[0], 32}, {qlens[1], 32}}, query.to_doubles(), keys, values);

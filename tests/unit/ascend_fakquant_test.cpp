@@ -153,9 +153,9 @@ MlaRun run_mla(Plugin& p, kvq_layer* layer, const MlaConfig& c, const std::vecto
       for (int64_t x = 0; x < l; ++x) query.set(i * d + x, 0.0);
   run.query = query.to_doubles();
   const OwnedTensor out = filled_tensor(c.model_dtype, {pb.total_q, hq, l}, NAN);
-  const kvq_forward_args f = pb.forward_args(o.state, query, run.cache->tensor(), out);
-  run.supports = p.take(p.api().supports(layer, &f));
-  run.status = p.take(p.api().forward(layer, &f));
+  const client::ForwardArgs args = pb.forward_args(o.state, query, run.cache->tensor(), out);
+  run.supports = supports(p, layer, args);
+  run.status = forward(p, layer, args);
   if (run.status.code == 0) run.output = out.to_doubles();
   return run;
 }
@@ -668,14 +668,13 @@ TEST(AscendFAKQuant, ProcessedScalesAreRequiredBeforeWriteAndForward) {
   qsl.set(1, 1);
   lens.set(0, 1);
   Cache gcache(g.plugin, g.layer.get(), 2);
-  const kvq_forward_args fa = forward_args(KVQ_ATTN_DECODE_ONLY, q.get(), gcache.tensor(),
-                                           qsl.get(), lens.get(), table.get(), out.get());
-  const CallResult fw = g.plugin.take(g.plugin.api().forward(g.layer.get(), &fa));
+  const client::ForwardArgs args = forward_args(KVQ_ATTN_DECODE_ONLY, q.get(), gcache.tensor(),
+                                                qsl.get(), lens.get(), table.get(), out.get());
+  const CallResult fw = forward(g.plugin, g.layer.get(), args);
   EXPECT_EQ(fw.code, KVQ_ERR_FAILED_PRECONDITION);
   EXPECT_NE(fw.message.find("FAKQuant scales not processed"), std::string::npos) << fw.message;
   EXPECT_NE(fw.message.find(g.config.layer_name), std::string::npos) << fw.message;
-  EXPECT_EQ(g.plugin.take(g.plugin.api().supports(g.layer.get(), &fa)).code,
-            KVQ_ERR_FAILED_PRECONDITION);
+  EXPECT_EQ(supports(g.plugin, g.layer.get(), args).code, KVQ_ERR_FAILED_PRECONDITION);
 }
 
 // ---- the latent cache write ---------------------------------------------------------------

@@ -119,13 +119,10 @@ C8Run run_c8(Plugin& p, kvq_layer* layer, const Config& c, const std::vector<Seq
   run.query = query.to_doubles();
   const OwnedTensor out = filled_tensor(c.model_dtype, {pb.total_q, hq, d}, NAN);
 
-  kvq_forward_args f = pb.forward_args(o.state, query, cache->tensor(), out);
-  if (o.pass_batch_kv) {
-    f.key = new_k.get();
-    f.value = new_v.get();
-  }
-  if (KVQ_API_HAS(&api, supports)) run.supports = p.take(api.supports(layer, &f));
-  run.status = p.take(api.forward(layer, &f));
+  client::ForwardArgs args = pb.forward_args(o.state, query, cache->tensor(), out);
+  if (o.pass_batch_kv) args.key(new_k.get()).value(new_v.get());
+  if (KVQ_API_HAS(&api, supports)) run.supports = supports(p, layer, args);
+  run.status = forward(p, layer, args);
   if (run.status.code == 0) run.output = out.to_doubles();
   if (cache_out != nullptr) *cache_out = std::move(cache);
   return run;

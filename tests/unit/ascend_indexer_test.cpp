@@ -227,12 +227,12 @@ IndexerRun run_indexer(Plugin& p, kvq_layer* layer, const Config& c, int64_t top
   const int64_t out_topk = o.output_topk < 0 ? topk : o.output_topk;
   const OwnedTensor out = filled_tensor(KVQ_DTYPE_I32, {pb.total_q, out_topk}, -7.0);  // poison
 
-  kvq_forward_args f = pb.forward_args(o.state, o.query_override ? *o.query_override : in.query,
-                                       cache.tensor(), out);
+  client::ForwardArgs args = pb.forward_args(
+      o.state, o.query_override ? *o.query_override : in.query, cache.tensor(), out);
   if (o.pass_weights)
-    f.head_weights = o.weights_override ? o.weights_override->get() : in.weights.get();
-  run.supports = p.take(p.api().supports(layer, &f));
-  run.forward = p.take(p.api().forward(layer, &f));
+    args.head_weights(o.weights_override ? o.weights_override->get() : in.weights.get());
+  run.supports = supports(p, layer, args);
+  run.forward = forward(p, layer, args);
   if (run.forward.code == 0) {
     for (double v : out.to_doubles()) run.output.push_back(static_cast<int32_t>(v));
   }

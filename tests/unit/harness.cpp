@@ -1,7 +1,5 @@
 #include "harness.hpp"
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -49,52 +47,34 @@ void LogSink::callback(void* user_data, int32_t level, const char* message) {
 
 Plugin::Plugin(const std::string& path, int num_threads) : Plugin(path, num_threads, nullptr) {}
 
-Plugin::Plugin(const std::string& path, int num_threads, LogSink* log, int32_t log_level) {
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) throw std::runtime_error(std::string("dlopen: ") + dlerror());
-  auto entry = reinterpret_cast<kvq_plugin_entry_fn>(dlsym(handle, KVQ_PLUGIN_ENTRY_SYMBOL));
-  if (entry == nullptr) throw std::runtime_error("no entry symbol in " + path);
-  api_ = entry();
-  kvq_host_info host{};
-  host.struct_size = KVQ_HOST_INFO_SIZE;
-  host.abi_major = KVQ_ABI_MAJOR;
-  host.abi_minor = KVQ_ABI_MINOR;
-  host.num_threads = num_threads;
+namespace {
+
+client::PluginOptions options_for(int num_threads, LogSink* log, int32_t log_level) {
+  client::PluginOptions o;
+  o.num_threads = num_threads;
   if (log != nullptr) {
-    host.log = &LogSink::callback;
-    host.log_user_data = log;
-    host.log_level = log_level;
+    o.log_level = log_level;
+    o.log = [log](std::string_view, int32_t level, std::string_view message) {
+      LogSink::callback(log, level, std::string(message).c_str());
+    };
   }
-  const CallResult r = take(api_->negotiate(&host, &instance_));
-  if (r.code != 0) throw std::runtime_error("negotiate: " + r.message);
+  return o;
 }
 
-Plugin::~Plugin() {
-  api_->instance_destroy(instance_);
-}
+}  // namespace
+
+Plugin::Plugin(const std::string& path, int num_threads, LogSink* log, int32_t log_level)
+    : plugin_(client::Plugin::load(path, options_for(num_threads, log, log_level))) {}
 
 CallResult Plugin::take(kvq_error* e) const {
-  CallResult r{api_->error_code(e), api_->error_message(e)};
-  api_->error_destroy(e);
-  return r;
+  const client::Status s = plugin_.take(e);
+  return CallResult{s.code, s.message};
 }
 
 // ---- tensors -----------------------------------------------------------------
 
 kvq_tensor tensor_view(void* data, int32_t dtype, const std::vector<int64_t>& shape) {
-  kvq_tensor t{};
-  t.struct_size = KVQ_TENSOR_SIZE;
-  t.data = data;
-  t.device_type = KVQ_DEVICE_CPU;
-  t.dtype = dtype;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    t.shape[i] = shape[static_cast<size_t>(i)];
-    t.strides[i] = stride;
-    stride *= shape[static_cast<size_t>(i)];
-  }
-  return t;
+  return client::describe(data, dtype, shape);
 }
 
 OwnedTensor::OwnedTensor(int32_t dtype, std::vector<int64_t> shape)
@@ -155,31 +135,15 @@ OwnedTensor filled_tensor(int32_t dtype, std::vector<int64_t> shape, double valu
 
 // ---- layers ------------------------------------------------------------------
 
-namespace {
-
-// key, value, key, value, ... (pointing into `options`)
-std::vector<const char*> flatten(const Options& options) {
-  std::vector<const char*> flat;
-  for (const auto& [k, v] : options) {
-    flat.push_back(k.c_str());
-    flat.push_back(v.c_str());
-  }
-  return flat;
-}
-
-}  // namespace
-
 std::string full_name(const LayerSpec& s, const std::string& local) {
   return s.layer_name + "." + local;
 }
 
-CallResult create_layer(Plugin& p, const LayerSpec& s, LayerPtr* out) {
-  const std::vector<const char*> options = flatten(s.options);
-  kvq_layer_config c{};
-  c.struct_size = KVQ_LAYER_CONFIG_SIZE;
-  c.backend = s.backend.c_str();
-  c.layer_name = s.layer_name.c_str();
-  c.kv_cache_dtype = s.mode.c_str();
+client::LayerConfig layer_config(const LayerSpec& s) {
+  client::LayerConfig c;
+  c.backend = s.backend;
+  c.layer_name = s.layer_name;
+  c.kv_cache_dtype = s.mode;
   c.model_dtype = s.model_dtype;
   c.num_heads = s.num_heads;
   c.num_kv_heads = s.num_kv_heads;
@@ -191,8 +155,14 @@ CallResult create_layer(Plugin& p, const LayerSpec& s, LayerPtr* out) {
   c.softcap = s.softcap;
   c.tp_rank = s.tp_rank;
   c.tp_size = s.tp_size;
-  c.num_options = static_cast<int64_t>(s.options.size());
-  c.options = options.empty() ? nullptr : options.data();
+  c.options = s.options;
+  return c;
+}
+
+CallResult create_layer(Plugin& p, const LayerSpec& s, LayerPtr* out) {
+  const client::LayerConfig config = layer_config(s);
+  std::vector<const char*> options;
+  const kvq_layer_config c = config.c_struct(options);  // points into config and options
   kvq_layer* raw = nullptr;
   const CallResult r = p.take(p.api().layer_create(p.instance(), &c, &raw));
   *out = LayerPtr(raw, p.api().layer_destroy);
@@ -226,7 +196,11 @@ kvq_cache_geometry geometry(Plugin& p, const kvq_layer* layer) {
 
 CallResult apply_scheme(Plugin& p, kvq_layer* layer, const std::string& quant_type,
                         const Options& options, const std::string& layer_type) {
-  const std::vector<const char*> flat = flatten(options);
+  std::vector<const char*> flat;
+  for (const auto& [k, v] : options) {
+    flat.push_back(k.c_str());
+    flat.push_back(v.c_str());
+  }
   kvq_scheme_args a{};
   a.struct_size = KVQ_SCHEME_ARGS_SIZE;
   a.quant_type = quant_type.c_str();
@@ -334,13 +308,9 @@ CallResult write_cache(Plugin& p, kvq_layer* layer, const kvq_tensor* key, const
   OwnedTensor slot_t(KVQ_DTYPE_I64, {static_cast<int64_t>(slots.size())});
   for (size_t i = 0; i < slots.size(); ++i)
     slot_t.set(static_cast<int64_t>(i), static_cast<double>(slots[i]));
-  kvq_cache_write_args w{};
-  w.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-  w.key = key;
-  w.value = value;
-  w.slot_mapping = slot_t.get();
-  w.kv_cache = cache.tensor();
-  w.num_tokens = num_tokens;
+  client::CacheWriteArgs args;
+  args.key(*key).value(value).slot_mapping(*slot_t.get()).kv_cache(*cache.tensor());
+  const kvq_cache_write_args w = args.num_tokens(num_tokens).c_struct();  // points into args
   return p.take(p.api().cache_write(layer, &w));
 }
 
@@ -358,24 +328,33 @@ CallResult write_keys(Plugin& p, kvq_layer* layer, const OwnedTensor& key,
 
 // ---- paged batches -------------------------------------------------------------
 
-kvq_forward_args forward_args(int32_t state, const kvq_tensor* query, const kvq_tensor* kv_cache,
-                              const kvq_tensor* query_start_loc, const kvq_tensor* seq_lens,
-                              const kvq_tensor* block_table, const kvq_tensor* output) {
-  kvq_forward_args f{};
-  f.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  f.attention_state = state;
-  f.query = query;
-  f.kv_cache = kv_cache;
-  f.query_start_loc = query_start_loc;
-  f.seq_lens = seq_lens;
-  f.block_table = block_table;
-  f.output = output;
+client::ForwardArgs forward_args(int32_t state, const kvq_tensor* query, const kvq_tensor* kv_cache,
+                                 const kvq_tensor* query_start_loc, const kvq_tensor* seq_lens,
+                                 const kvq_tensor* block_table, const kvq_tensor* output) {
+  client::ForwardArgs f;
+  f.attention_state(state)
+      .set(client::ForwardArgs::kQuery, query)
+      .set(client::ForwardArgs::kKvCache, kv_cache)
+      .set(client::ForwardArgs::kQueryStartLoc, query_start_loc)
+      .set(client::ForwardArgs::kSeqLens, seq_lens)
+      .set(client::ForwardArgs::kBlockTable, block_table)
+      .set(client::ForwardArgs::kOutput, output);
   return f;
 }
 
-kvq_forward_args PagedBatch::forward_args(int32_t state, const OwnedTensor& query,
-                                          const kvq_tensor* kv_cache,
-                                          const OwnedTensor& output) const {
+CallResult forward(Plugin& p, kvq_layer* layer, const client::ForwardArgs& args) {
+  const kvq_forward_args f = args.c_struct();  // points into args
+  return p.take(p.api().forward(layer, &f));
+}
+
+CallResult supports(Plugin& p, const kvq_layer* layer, const client::ForwardArgs& args) {
+  const kvq_forward_args f = args.c_struct();
+  return p.take(p.api().supports(layer, &f));
+}
+
+client::ForwardArgs PagedBatch::forward_args(int32_t state, const OwnedTensor& query,
+                                             const kvq_tensor* kv_cache,
+                                             const OwnedTensor& output) const {
   return test::forward_args(state, query.get(), kv_cache, qsl.get(), lens.get(), table.get(),
                             output.get());
 }
@@ -528,14 +507,10 @@ BatchResult run_batch(Plugin& p, const LayerSpec& s, const BatchSpec& b) {
     if (b.sinks) prob.sinks.push_back(kvq::ref::load(KVQ_DTYPE_F32, sinks.data(), h));
   }
 
-  kvq_forward_args f = pb.forward_args(b.state, query, cache.tensor(), out);
-  if (b.pass_batch_kv) {
-    f.key = new_k.get();
-    f.value = new_v.get();
-  }
-  f.alibi_slopes = b.alibi ? alibi.get() : nullptr;
-  f.sinks = b.sinks ? sinks.get() : nullptr;
-  result.status = p.take(p.api().forward(layer.get(), &f));
+  client::ForwardArgs f = pb.forward_args(b.state, query, cache.tensor(), out);
+  if (b.pass_batch_kv) f.key(*new_k.get()).value(*new_v.get());
+  f.alibi_slopes(b.alibi ? alibi.get() : nullptr).sinks(b.sinks ? sinks.get() : nullptr);
+  result.status = forward(p, layer.get(), f);
   if (result.status.code != 0) return result;
   result.actual = out.to_doubles();
   result.reference = kvq::ref::attention(prob, query.to_doubles(), keys, values);

@@ -8,6 +8,9 @@
 #include "kvq_ref/reference.hpp"
 
 #include <kvq_abi.h>
+#include <kvq_client/args.hpp>
+#include <kvq_client/plugin.hpp>
+#include <kvq_client/tensor.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -50,24 +53,22 @@ class LogSink {
   std::vector<Entry> entries_;
 };
 
-// A loaded, negotiated plugin. The library is never dlclosed (ABI rule 12).
+// A loaded, negotiated plugin (the client library's session; the library is
+// never dlclosed, ABI rule 12). Tests call the raw api() to see exact codes.
 class Plugin {
  public:
   explicit Plugin(const std::string& path, int num_threads = 2);
   // Negotiates with a host log callback that appends to `log` (which must
   // outlive the Plugin), asking for messages at `log_level` and above.
   Plugin(const std::string& path, int num_threads, LogSink* log, int32_t log_level = KVQ_LOG_TRACE);
-  ~Plugin();
-  Plugin(const Plugin&) = delete;
-  Plugin& operator=(const Plugin&) = delete;
-  const kvq_plugin_api& api() const { return *api_; }
-  kvq_instance* instance() const { return instance_; }
+  const kvq_plugin_api& api() const { return plugin_.api(); }
+  kvq_instance* instance() const { return plugin_.instance(); }
+  const client::Plugin& client() const { return plugin_; }
   // Consumes an error returned by the plugin.
   CallResult take(kvq_error* e) const;
 
  private:
-  const kvq_plugin_api* api_ = nullptr;
-  kvq_instance* instance_ = nullptr;
+  client::Plugin plugin_;
 };
 
 // Plugin paths from the build (compile definitions).
@@ -126,6 +127,9 @@ struct LayerSpec {
   int32_t tp_rank = 0, tp_size = 1;
   Options options;
 };
+
+// The client's config for a spec (what layer_create receives).
+client::LayerConfig layer_config(const LayerSpec& s);
 
 // "<layer_name>.<local>"
 std::string full_name(const LayerSpec& s, const std::string& local);
@@ -218,9 +222,12 @@ struct Seq {
 
 // Forward arguments over these tensors (key, value, alibi, sinks and head
 // weights NULL).
-kvq_forward_args forward_args(int32_t state, const kvq_tensor* query, const kvq_tensor* kv_cache,
-                              const kvq_tensor* query_start_loc, const kvq_tensor* seq_lens,
-                              const kvq_tensor* block_table, const kvq_tensor* output);
+client::ForwardArgs forward_args(int32_t state, const kvq_tensor* query, const kvq_tensor* kv_cache,
+                                 const kvq_tensor* query_start_loc, const kvq_tensor* seq_lens,
+                                 const kvq_tensor* block_table, const kvq_tensor* output);
+// forward / supports through the raw api (the exact code and message).
+CallResult forward(Plugin& p, kvq_layer* layer, const client::ForwardArgs& args);
+CallResult supports(Plugin& p, const kvq_layer* layer, const client::ForwardArgs& args);
 
 // The block bookkeeping of a paged batch: every sequence's blocks come from
 // a shuffled pool of all the blocks it needs plus spare ones.
@@ -231,8 +238,8 @@ struct PagedBatch {
   OwnedTensor lens{KVQ_DTYPE_I32, {0}};      // [S]
   std::vector<std::vector<int32_t>> blocks;  // per sequence
   std::vector<std::vector<int64_t>> slots;   // per sequence, the slot of every position
-  kvq_forward_args forward_args(int32_t state, const OwnedTensor& query, const kvq_tensor* kv_cache,
-                                const OwnedTensor& output) const;
+  client::ForwardArgs forward_args(int32_t state, const OwnedTensor& query,
+                                   const kvq_tensor* kv_cache, const OwnedTensor& output) const;
 };
 // The shuffle is the only draw from `rng`; unused block table entries hold
 // `unused_entry`.

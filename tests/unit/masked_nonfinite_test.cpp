@@ -74,9 +74,9 @@ void run_edge_case(const EdgeCase& c) {
 
   OwnedTensor query = random_tensor(c.model, {tokens, h, d}, 1.0, 31);
   OwnedTensor output(c.model, {tokens, h, d});
-  const kvq_forward_args f =
-      b.forward_args(KVQ_ATTN_CHUNKED_PREFILL, query, cache.tensor(), output);
-  check(p.take(p.api().forward(layer.get(), &f)), "forward");
+  check(forward(p, layer.get(),
+                b.forward_args(KVQ_ATTN_CHUNKED_PREFILL, query, cache.tensor(), output)),
+        "forward");
 
   const std::vector<double> ref =
       reference_attention(s, seqs, query.to_doubles(), {key.to_doubles()}, {value.to_doubles()});

@@ -125,11 +125,13 @@ TEST(PagedAttention, SplitKvDecodeMatchesUnsplitPath) {
              tqsl = tensor_view(qsl.data(), KVQ_DTYPE_I32, {4}),
              tl = tensor_view(lens.data(), KVQ_DTYPE_I32, {3}),
              tt = tensor_view(table.data(), KVQ_DTYPE_I32, {s_count, max_blocks});
-  kvq_forward_args a = forward_args(KVQ_ATTN_DECODE_ONLY, &tq, cache.get(), &tqsl, &tl, &tt, &to1);
+  client::ForwardArgs args =
+      forward_args(KVQ_ATTN_DECODE_ONLY, &tq, cache.get(), &tqsl, &tl, &tt, &to1);
   const sdk::ForwardSpec spec{{KVQ_DTYPE_F32}, KVQ_DTYPE_F32, {8, 64}, false};
-  const sdk::ForwardBatch b1 = sdk::validate_forward(c, g, &a, true, spec);
-  a.output = &to2;
-  const sdk::ForwardBatch b2 = sdk::validate_forward(c, g, &a, true, spec);
+  const kvq_forward_args a1 = args.c_struct();
+  const sdk::ForwardBatch b1 = sdk::validate_forward(c, g, &a1, true, spec);
+  const kvq_forward_args a2 = args.output(to2).c_struct();
+  const sdk::ForwardBatch b2 = sdk::validate_forward(c, g, &a2, true, spec);
   const sdk::RowDecoder dec = sdk::row_decoder(KVQ_DTYPE_F32, false);
   sdk::AttentionOptions o = sdk::attention_options(c, 2);
   o.num_splits = 1;

@@ -11,14 +11,13 @@
 // level it took; a level this CPU lacks is ignored by the plugin and skipped
 // here.
 //
-// Self-contained on purpose (C ABI + kvq_ref only), so it does not depend on
-// the other tests' helpers.
+// Drives the plugin through the client library (and kvq_ref) only, not the
+// other tests' helpers.
 #include "harness.hpp"
 #include "kvq_ref/reference.hpp"
 
 #include <kvq_abi.h>
 
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -42,33 +41,15 @@ namespace {
 
 constexpr const char* kLayerName = "model.layers.0.self_attn.attn";
 
-// A negotiated private copy of the plugin; the instance is destroyed with it
-// (the library stays mapped, as the ABI requires).
+// A negotiated private copy of the plugin (the client's session; the
+// library stays mapped, as the ABI requires).
 struct Loaded {
-  Loaded() = default;
-  Loaded(const Loaded&) = delete;
-  Loaded& operator=(const Loaded&) = delete;
-  Loaded(Loaded&& o) noexcept
-      : api(std::exchange(o.api, nullptr)),
-        instance(std::exchange(o.instance, nullptr)),
-        level(std::move(o.level)) {}
-  ~Loaded() {
-    if (api != nullptr) api->instance_destroy(instance);
-  }
-  const kvq_plugin_api* api = nullptr;
-  kvq_instance* instance = nullptr;
+  kvq::client::Plugin plugin;
   std::string level;  // what the plugin reports
 };
 
-void ok(const kvq_plugin_api* api, kvq_error* e, const std::string& what) {
-  if (e == nullptr) return;
-  const std::string msg = what + ": " + api->error_message(e);
-  api->error_destroy(e);
-  throw std::runtime_error(msg);
-}
-
-// Loads a private copy of the Triton plugin with KVQ_SIMD = level (never
-// unloaded, as the ABI requires; the file is removed once mapped).
+// Loads a private copy of the Triton plugin with KVQ_SIMD = level (the file
+// is removed once mapped).
 Loaded load_with_level(const std::string& level) {
   char path[] = "/tmp/kvq_simd_level_XXXXXX.so";
   const int fd = mkstemps(path, 3);
@@ -79,29 +60,20 @@ Loaded load_with_level(const std::string& level) {
   const char* old = std::getenv("KVQ_SIMD");
   const std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
   setenv("KVQ_SIMD", level.c_str(), 1);
-  void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  std::filesystem::remove(path);
-  Loaded l;
-  if (h != nullptr) {
-    l.api = reinterpret_cast<kvq_plugin_entry_fn>(dlsym(h, KVQ_PLUGIN_ENTRY_SYMBOL))();
-    kvq_host_info host{KVQ_HOST_INFO_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR, nullptr, nullptr, 0, 2, 0, 0};
-    kvq_error* e = l.api->negotiate(&host, &l.instance);  // the level is chosen here
-    if (e == nullptr) {
-      kvq_plugin_info info{};
-      info.struct_size = KVQ_PLUGIN_INFO_SIZE;
-      e = l.api->get_info(l.instance, &info);
-      if (e == nullptr) l.level = info.simd_level;
+  // Restores the environment and removes the copy however the load ends.
+  struct Restore {
+    const std::optional<std::string>& saved;
+    const char* path;
+    ~Restore() {
+      saved ? setenv("KVQ_SIMD", saved->c_str(), 1) : unsetenv("KVQ_SIMD");
+      std::filesystem::remove(path);
     }
-    if (saved)
-      setenv("KVQ_SIMD", saved->c_str(), 1);
-    else
-      unsetenv("KVQ_SIMD");
-    ok(l.api, e, "negotiate/get_info");
-  } else {
-    saved ? setenv("KVQ_SIMD", saved->c_str(), 1) : unsetenv("KVQ_SIMD");
-    throw std::runtime_error(std::string("dlopen: ") + dlerror());
-  }
-  return l;
+  } restore{saved, path};
+  kvq::client::PluginOptions options;
+  options.num_threads = 2;
+  kvq::client::Plugin plugin = kvq::client::Plugin::load(path, options);  // chooses the level
+  std::string chosen = plugin.info().simd_level;
+  return Loaded{std::move(plugin), std::move(chosen)};
 }
 
 struct Buffer {
@@ -156,12 +128,10 @@ double stored(const Case& c, const kvq_cache_geometry& g, const unsigned char* r
 }
 
 Outputs run_case(const Loaded& l, const Case& c) {
-  const kvq_plugin_api* api = l.api;
-  kvq_layer_config cfg{};
-  cfg.struct_size = KVQ_LAYER_CONFIG_SIZE;
+  kvq::client::LayerConfig cfg;
   cfg.backend = "triton";
   cfg.layer_name = kLayerName;
-  cfg.kv_cache_dtype = c.mode.c_str();
+  cfg.kv_cache_dtype = c.mode;
   cfg.model_dtype = c.model;
   cfg.num_heads = c.hq;
   cfg.num_kv_heads = c.hkv;
@@ -169,21 +139,14 @@ Outputs run_case(const Loaded& l, const Case& c) {
   cfg.block_size = 16;
   cfg.sliding_window = c.window;
   cfg.softcap = c.softcap;
-  cfg.tp_size = 1;
-  kvq_layer* raw = nullptr;
-  ok(api, api->layer_create(l.instance, &cfg, &raw), "layer_create " + c.mode);
-  const std::unique_ptr<kvq_layer, void (*)(kvq_layer*)> layer(raw, api->layer_destroy);
+  kvq::client::Layer layer = l.plugin.create_layer(cfg);
   for (const auto& [name, value] : {std::pair{"k_scale", c.k_scale}, {"v_scale", c.v_scale}}) {
     if (value <= 0.0f) continue;
     float v = value;
-    const kvq_tensor t = view(&v, KVQ_DTYPE_F32, {1});
-    ok(api, api->param_load(layer.get(), (std::string(kLayerName) + "." + name).c_str(), &t, 0, 1),
-       name);
+    layer.param_load(std::string(kLayerName) + "." + name, view(&v, KVQ_DTYPE_F32, {1}), 0, 1);
   }
-  ok(api, api->process_weights(layer.get()), "process_weights");
-  kvq_cache_geometry g{};
-  g.struct_size = KVQ_CACHE_GEOMETRY_SIZE;
-  ok(api, api->cache_geometry(layer.get(), &g), "cache_geometry");
+  layer.process_weights();
+  const kvq_cache_geometry g = layer.cache_geometry();
 
   const int64_t bs = g.block_size, ns = static_cast<int64_t>(c.seqs.size());
   int64_t total_blocks = 0, max_blocks = 1, total_q = 0;
@@ -195,7 +158,7 @@ Outputs run_case(const Loaded& l, const Case& c) {
   const int64_t num_blocks = total_blocks + 1;
   Buffer cache(static_cast<size_t>(num_blocks * g.bytes_per_block));
   const kvq_tensor tc = view(cache.get(), KVQ_DTYPE_U8, {num_blocks, g.bytes_per_block});
-  ok(api, api->cache_init(layer.get(), &tc), "cache_init");
+  layer.cache_init(tc);
 
   std::mt19937_64 rng(7);
   std::normal_distribution<double> normal(0.0, 1.0);
@@ -224,13 +187,8 @@ Outputs run_case(const Loaded& l, const Case& c) {
     const kvq_tensor tk = view(k.get(), c.model, {sl, c.hkv, c.d}),
                      tv = view(v.get(), c.model, {sl, c.hkv, c.d}),
                      tsl = view(slots.data(), KVQ_DTYPE_I64, {sl});
-    kvq_cache_write_args w{};
-    w.struct_size = KVQ_CACHE_WRITE_ARGS_SIZE;
-    w.key = &tk;
-    w.value = &tv;
-    w.slot_mapping = &tsl;
-    w.kv_cache = &tc;
-    ok(api, api->cache_write(layer.get(), &w), "cache_write");
+    layer.cache_write(
+        kvq::client::CacheWriteArgs().key(tk).value(tv).slot_mapping(tsl).kv_cache(tc));
     if (c.nan_code && s == 0) {
       const int64_t slot = slots[5];
       cache.get()[((slot / bs * 2) * bs + slot % bs) * c.hkv * g.row_bytes + 3] = 0x7F;
@@ -269,18 +227,16 @@ Outputs run_case(const Loaded& l, const Case& c) {
                    tt = view(table.data(), KVQ_DTYPE_I32, {ns, max_blocks}),
                    ta = view(slopes.data(), KVQ_DTYPE_F32, {c.hq}),
                    tsk = view(sinks.data(), KVQ_DTYPE_F32, {c.hq});
-  kvq_forward_args f{};
-  f.struct_size = KVQ_FORWARD_ARGS_SIZE;
-  f.attention_state = KVQ_ATTN_CHUNKED_PREFILL;
-  f.query = &tq;
-  f.kv_cache = &tc;
-  f.query_start_loc = &tqsl;
-  f.seq_lens = &tl;
-  f.block_table = &tt;
-  f.output = &to;
-  f.alibi_slopes = c.alibi ? &ta : nullptr;
-  f.sinks = c.sinks ? &tsk : nullptr;
-  ok(api, api->forward(layer.get(), &f), "forward " + c.mode);
+  layer.forward(kvq::client::ForwardArgs()
+                    .attention_state(KVQ_ATTN_CHUNKED_PREFILL)
+                    .query(tq)
+                    .kv_cache(tc)
+                    .query_start_loc(tqsl)
+                    .seq_lens(tl)
+                    .block_table(tt)
+                    .output(to)
+                    .alibi_slopes(c.alibi ? &ta : nullptr)
+                    .sinks(c.sinks ? &tsk : nullptr));
 
   Outputs r;
   for (int64_t i = 0; i < qn; ++i) r.out.push_back(kvq::ref::load(c.model, out.get(), i));

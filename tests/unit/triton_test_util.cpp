@@ -189,9 +189,10 @@ PagedRun run_paged(Plugin& p, kvq_layer* layer, const Config& c, const PagedInpu
   const OwnedTensor out = filled_tensor(c.model_dtype, {pb.total_q, hq, d}, NAN);
   bool decode_only = true;
   for (const Seq& s : in.seqs) decode_only = decode_only && s.query_len == 1;
-  const kvq_forward_args f = pb.forward_args(
-      decode_only ? KVQ_ATTN_DECODE_ONLY : KVQ_ATTN_CHUNKED_PREFILL, query, cache.tensor(), out);
-  run.status = p.take(p.api().forward(layer, &f));
+  run.status =
+      forward(p, layer,
+              pb.forward_args(decode_only ? KVQ_ATTN_DECODE_ONLY : KVQ_ATTN_CHUNKED_PREFILL, query,
+                              cache.tensor(), out));
   if (run.status.code == 0) run.output = out.to_doubles();
   return run;
 }

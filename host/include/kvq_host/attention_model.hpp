@@ -12,9 +12,9 @@
 #include "kvq_host/checkpoint.hpp"
 #include "kvq_host/deployment.hpp"
 #include "kvq_host/fp8_query.hpp"
-#include "kvq_host/host_tensor.hpp"
 #include "kvq_host/kv_cache_buffer.hpp"
 #include "kvq_host/plugin.hpp"
+#include "kvq_host/plugin_tensor.hpp"
 #include "kvq_host/step_batch.hpp"
 
 namespace kvq::host {
@@ -35,19 +35,19 @@ struct KvCacheSizing {
 class AttentionModel {
  public:
   // Creates the layers (backend and KV mode from the deployment) and the KV
-  // cache. Plugin refusals are rethrown naming the deployment line of the
-  // value at fault (backend, kv_cache.dtype). With a checkpoint, each layer's
-  // scheme comes from it (plan_checkpoint_layer) and its parameters are
-  // loaded from it before the cache is sized; a layer the scheme turned into
-  // something the engine cannot drive (a keys-only cache: MLA latent,
-  // sparse-attention indexer) is refused with a DeploymentError. With
-  // kv_cache.query_dtype fp8 each layer's q_scale is read after loading.
+  // cache (in the plugin's memory space). Plugin refusals are rethrown naming the deployment line
+  // of the value at fault (backend, kv_cache.dtype). With a checkpoint, each layer's scheme comes
+  // from it (plan_checkpoint_layer) and its parameters are loaded from it before the cache is
+  // sized; a layer the scheme turned into something the engine cannot drive (a keys-only cache: MLA
+  // latent, sparse-attention indexer) is refused with a DeploymentError. With kv_cache.query_dtype
+  // fp8 each layer's q_scale is read after loading.
   AttentionModel(const Plugin& plugin, const Deployment& deployment, const ModelShape& shape,
                  const Checkpoint* checkpoint = nullptr);
 
   // The layer's cache_write then forward over `batch` (which holds the
   // layer's Q/K/V; the query is quantized to e4m3 first with query_dtype
-  // fp8). Throws PluginError on a refusal.
+  // fp8), then the output is brought to the batch's host bytes. Throws
+  // PluginError on a refusal.
   void run_layer(int64_t layer, StepBatch& batch);
 
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -63,7 +63,7 @@ class AttentionModel {
   std::vector<Layer> layers_;
   std::vector<std::string> schemes_;
   std::vector<Fp8Query> fp8_queries_;  // per layer with query_dtype fp8, else empty
-  HostTensor fp8_query_;
+  PluginTensor fp8_query_;
   KvCacheSizing sizing_;
 };
 

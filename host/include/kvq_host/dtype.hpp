@@ -16,9 +16,10 @@ std::optional<ModelDtype> parse_model_dtype(std::string_view text);
 std::string_view model_dtype_name(ModelDtype dtype);
 int32_t abi_dtype(ModelDtype dtype);  // KVQ_DTYPE_BF16 / F16 / F32
 
-// Bytes of one element of a KVQ_DTYPE_*; 0 for an unknown dtype.
+// Bytes of one element of a KVQ_DTYPE_*; 0 for an unknown dtype (kvq_abi_names.h).
 int64_t abi_dtype_size(int32_t dtype);
-// "bf16", "int8", "fp8_e4m3fn", ...; "model dtype" for 0; "dtype_N" if unknown.
+// kvq_abi_names.h's "BF16", "I8", "F8_E4M3", ...; "model dtype" for 0;
+// "dtype_N" if unknown.
 std::string abi_dtype_name(int32_t dtype);
 
 }  // namespace kvq::host

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvq_host/host_tensor.hpp"
 #include "kvq_host/plugin.hpp"
+#include "kvq_host/plugin_tensor.hpp"
 
 namespace kvq::host {
 
@@ -24,8 +24,9 @@ class Fp8Query {
 
   // out = e4m3(float32(query) / q_scale[head]) (float32 division, as vLLM's
   // static fp8 quantization), round to nearest even, saturating to +-448;
-  // `query` is [T, num_heads, D] in a model dtype.
-  void quantize(const HostTensor& query, HostTensor& out) const;
+  // `query` is [T, num_heads, D] in a model dtype (its host bytes are read);
+  // `out` is uploaded to the plugin's memory.
+  void quantize(const PluginTensor& query, PluginTensor& out) const;
 
   // One scale per query head.
   const std::vector<float>& scales() const { return scales_; }

@@ -1,29 +1,35 @@
 // Host-owned KV cache memory (ABI: the host allocates, the plugin reads and
-// writes): one aligned buffer per layer, viewed as U8 [num_blocks, bytes_per_block].
+// writes): one buffer per layer in the plugin's memory space (host memory for
+// a CPU plugin, device_alloc for a device plugin), viewed as U8
+// [num_blocks, bytes_per_block].
 #pragma once
 
 #include <kvq_abi.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <vector>
+
+#include "kvq_host/plugin.hpp"
 
 namespace kvq::host {
 
 class KvCacheBuffer {
  public:
-  // Throws Error when the geometry is unusable or memory cannot be had.
-  KvCacheBuffer(int64_t num_blocks, const kvq_cache_geometry& geometry);
+  // Throws Error when the geometry is unusable or memory cannot be had
+  // (PluginError when the plugin's device_alloc refuses).
+  KvCacheBuffer(const Plugin& plugin, int64_t num_blocks, const kvq_cache_geometry& geometry);
 
   const kvq_tensor& tensor() const { return tensor_; }
   int64_t size_bytes() const { return size_bytes_; }
-  std::byte* data() const { return memory_.get(); }
+  // The memory, for copies through the plugin's hooks (Buffer::upload/download).
+  Buffer& buffer() { return memory_; }
+  // The cache's bytes, read through the plugin's hooks for a device plugin
+  // (tests look at stored rows).
+  std::vector<std::byte> read() const;
 
  private:
-  struct Free {
-    void operator()(std::byte* p) const noexcept;
-  };
-  std::unique_ptr<std::byte, Free> memory_;
+  Buffer memory_;
   int64_t size_bytes_ = 0;
   kvq_tensor tensor_{};
 };

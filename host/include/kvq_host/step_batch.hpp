@@ -1,14 +1,21 @@
-// The host tensors of one step: the batch description (shared by all layers)
-// and the per-layer Q/K/V/output buffers in the model dtype.
+// The tensors of one step: the batch description (shared by all layers) and
+// the per-layer Q/K/V/output buffers in the model dtype. Bulk tensors live in
+// the plugin's memory space (PluginTensor: host memory for a CPU plugin,
+// device memory behind a host staging copy for a device plugin);
+// query_start_loc and seq_lens stay in host memory, which the ABI allows for
+// every plugin.
 #pragma once
 
 #include <kvq_abi.h>
+#include <kvq_client/args.hpp>
 
 #include <cstdint>
 #include <vector>
 
 #include "kvq_host/activation_generator.hpp"
 #include "kvq_host/host_tensor.hpp"
+#include "kvq_host/plugin.hpp"
+#include "kvq_host/plugin_tensor.hpp"
 #include "kvq_host/scheduler.hpp"
 #include "kvq_host/workload.hpp"
 
@@ -39,23 +46,28 @@ struct TokenRef {
 
 class StepBatch {
  public:
-  explicit StepBatch(const ModelShape& shape);
+  // Allocates in `plugin`'s memory space; the plugin must outlive the batch.
+  StepBatch(const ModelShape& shape, const Plugin& plugin);
 
-  // Lays out the plan: slot mapping, query_start_loc, seq_lens, block table.
-  // `requests` is indexed by request id.
+  // Lays out the plan: slot mapping, query_start_loc, seq_lens, block table
+  // (uploaded to the plugin's memory). `requests` is indexed by request id.
   void prepare(const StepPlan& plan, const std::vector<RequestSpec>& requests, int64_t block_size);
-  // Generates the step's Q, K and V of `layer` in the model dtype.
+  // Generates the step's Q, K and V of `layer` in the model dtype and
+  // uploads them.
   void generate(const ActivationGenerator& generator, int64_t layer);
+  // Brings the plugin's output of the last forward into output().
+  void download_output() { output_.download(); }
 
-  kvq_cache_write_args cache_write_args(const kvq_tensor& kv_cache) const;
-  kvq_forward_args forward_args(const kvq_tensor& kv_cache) const;
+  client::CacheWriteArgs cache_write_args(const kvq_tensor& kv_cache) const;
+  client::ForwardArgs forward_args(const kvq_tensor& kv_cache) const;
 
   const ModelShape& shape() const { return shape_; }
   const std::vector<TokenRef>& tokens() const { return tokens_; }
   const std::vector<int32_t>& query_start_loc() const { return query_start_loc_host_; }
   const std::vector<int32_t>& seq_lens() const { return seq_lens_host_; }
-  const HostTensor& query() const { return query_; }
-  const HostTensor& output() const { return output_; }
+  // Host bytes of the query and (after download_output) the output.
+  const PluginTensor& query() const { return query_; }
+  const PluginTensor& output() const { return output_; }
   int32_t attention_state() const { return attention_state_; }
 
  private:
@@ -65,8 +77,9 @@ class StepBatch {
   std::vector<int32_t> query_start_loc_host_;
   std::vector<int32_t> seq_lens_host_;
   std::vector<float> scratch_;
-  HostTensor query_, key_, value_, output_;
-  HostTensor slot_mapping_, query_start_loc_, seq_lens_, block_table_;
+  PluginTensor query_, key_, value_, output_;
+  PluginTensor slot_mapping_, block_table_;
+  HostTensor query_start_loc_, seq_lens_;
 };
 
 }  // namespace kvq::host

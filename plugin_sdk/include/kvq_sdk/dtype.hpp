@@ -11,9 +11,10 @@
 
 namespace kvq::sdk {
 
-int64_t dtype_size(int32_t dtype);  // 0 for an unknown dtype
-const char* dtype_name(int32_t dtype);
-bool is_model_dtype(int32_t dtype);  // F32, F16, BF16
+// kvq_abi_names.h's table (shared with hosts): 0 / "?" for an unknown dtype.
+int64_t dtype_size(int32_t dtype);
+const char* dtype_name(int32_t dtype);  // "F32", "BF16", "F8_E4M3", ...
+bool is_model_dtype(int32_t dtype);     // F32, F16, BF16
 
 inline float bf16_to_float(uint16_t bits) {
   const uint32_t u = static_cast<uint32_t>(bits) << 16;

@@ -27,6 +27,4 @@ template <typename... Args>
   throw Error(code, fmt::format(format, std::forward<Args>(args)...));
 }
 
-const char* error_code_name(int32_t code);
-
 }  // namespace kvq::sdk
