@@ -27,6 +27,10 @@ for f in "$stage"/bin/*; do
     grep -Ev '/(libmpi|libopen-|libhwloc|libevent|libpmix|libucp|libucs|libuct|libnl|libudev|libz|libcap|libsystemd|liblzma|libzstd|liblz4|libgcrypt|libgpg|libibverbs|librdmacm|libfabric|libpsm|libnuma|libltdl|libmunge|libbsd|libmd)' |
     xargs -r -I{} cp -L {} "$stage/lib/" || true
 done
+# The golden vectors kvq-conform judges every plugin against (the GPU machine
+# has the repository but not always ../shared beside it).
+vectors=${KVQ_VECTORS_DIR:-$(dirname "$0")/../../shared/vectors}
+[ -d "$vectors" ] && cp -r "$vectors" "$stage/vectors"
 strip --strip-debug "$stage"/bin/* "$stage"/lib/*.so* 2>/dev/null || true
 tar -cJf "$archive" -C "$stage" .
 echo "packed $(du -h "$archive" | cut -f1) into $archive"

@@ -23,6 +23,8 @@ mkdir -p "$out"
 export KVQ_CUDA_PLUGIN=$build/lib/libkvq_cuda.so
 export KVQ_TRITON_PLUGIN=$build/lib/libkvq_triton_sim.so
 export LD_LIBRARY_PATH=$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# A packed folder carries the golden vectors (pack_for_gpu.sh).
+[ -d "$build/vectors" ] && export KVQ_VECTORS_DIR=$build/vectors
 status=0
 step() {  # name, command...
   local name=$1
@@ -50,8 +52,11 @@ if command -v compute-sanitizer >/dev/null; then
     "$build/bin/kvq_cuda_tests" --gtest_brief=1 \
     --gtest_filter='Modes/CudaPluginModes.AttentionMatchesTheCpuPluginAcrossDevices/int8*'
 fi
+if [ -x "$build/bin/kvq" ]; then
+  step inspect "$build/bin/kvq" inspect "$KVQ_CUDA_PLUGIN"
+fi
 if [ -x "$build/bin/kvq-conform" ]; then
-  step conform "$build/bin/kvq-conform" --timeout 600 "$KVQ_CUDA_PLUGIN"
+  step conform "$build/bin/kvq-conform" --timeout 240 "$KVQ_CUDA_PLUGIN"
 fi
 if [ -x "$build/bin/kvq_cuda_bench" ]; then
   bench_libs=$LD_LIBRARY_PATH

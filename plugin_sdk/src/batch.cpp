@@ -70,6 +70,28 @@ WriteBatch validate_write(const LayerConfig& c, const kvq_cache_geometry& g,
   return b;
 }
 
+namespace {
+
+// A block table in device memory, downloaded row by row. forward checks such
+// a table on the device (no synchronisation on the launch path); supports()
+// must still answer what forward would, so it pays for this copy.
+std::vector<int32_t> download_block_table(const TensorView& table, const MemorySpace& space,
+                                          kvq_stream* stream) {
+  const int64_t rows = table.dim(0), cols = table.dim(1);
+  if (rows > 0 && cols > 1 && table.stride(1) != 1)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "block_table: device metadata must be contiguous along a row");
+  std::vector<int32_t> out(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows && cols > 0; ++r) {
+    space.device->copy(out.data() + r * cols, false,
+                       static_cast<const unsigned char*>(table.data()) + r * table.stride(0) * 4,
+                       true, static_cast<size_t>(cols) * 4, stream);
+  }
+  if (rows * cols > 0) space.device->wait(stream);
+  return out;
+}
+
+}  // namespace
+
 ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
                               const kvq_forward_args* in, bool need_data, const ForwardSpec& spec,
                               const MemorySpace& space) {
@@ -143,6 +165,10 @@ ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
   b.seqs.resize(static_cast<size_t>(s_count));
   const bool table_on_host = table.host_accessible();
   if (table_on_host) b.block_table.resize(static_cast<size_t>(s_count * b.max_blocks));
+  const std::vector<int32_t> device_table = table_on_host || need_data
+                                                ? std::vector<int32_t>{}
+                                                : download_block_table(table, space, b.stream);
+  const bool check_table = table_on_host || !need_data;
   for (int64_t s = 0; s < s_count; ++s) {
     const int64_t start = starts[static_cast<size_t>(s)], end = starts[static_cast<size_t>(s) + 1];
     if (end < start)
@@ -155,13 +181,18 @@ ForwardBatch validate_forward(const LayerConfig& c, const kvq_cache_geometry& g,
     if (needed > b.max_blocks)
       fail(KVQ_ERR_OUT_OF_RANGE, "seq_lens[{}] = {} needs {} blocks; block_table holds {}", s,
            seq_len, needed, b.max_blocks);
-    for (int64_t k = 0; table_on_host && k < b.max_blocks; ++k) {
+    for (int64_t k = 0; check_table && k < b.max_blocks; ++k) {
+      const auto at = static_cast<size_t>(s * b.max_blocks + k);
       int32_t blk;
-      std::memcpy(&blk, table.at({s, k}), 4);
+      if (table_on_host) {
+        std::memcpy(&blk, table.at({s, k}), 4);
+        b.block_table[at] = blk;
+      } else {
+        blk = device_table[at];
+      }
       if (k < needed && (blk < 0 || blk >= b.cache.num_blocks()))
         fail(KVQ_ERR_OUT_OF_RANGE, "block_table[{}][{}] = {} is outside the cache's {} blocks", s,
              k, blk, b.cache.num_blocks());
-      b.block_table[static_cast<size_t>(s * b.max_blocks + k)] = static_cast<int32_t>(blk);
     }
     b.seqs[static_cast<size_t>(s)] = {start, qlen, seq_len, seq_len - qlen};
     b.max_query_len = std::max(b.max_query_len, qlen);

@@ -33,6 +33,9 @@ int launch_cache_write(const WriteArgs& a, void* stream_ptr) {
   const int64_t rows = a.num_tokens * a.layout.num_kv_heads;
   if (rows == 0) return 0;
   const int64_t capacity = a.layout.num_blocks * a.layout.block_size;
+  // The kernels index rows and slots in 32 bits (cache_write.cuh, row_index):
+  // 2^31 rows or slots would be terabytes of cache, more than any device holds.
+  if (rows >= (int64_t{1} << 31) || capacity >= (int64_t{1} << 31)) return cudaErrorInvalidValue;
   const int grid = grid_for_rows(rows);
   validate_kernel<<<grid, 32 * kWarpsPerBlock, 0, stream>>>(a, capacity, detail::quantized(a.codec));
   if (const int e = detail::last_launch_error()) return e;

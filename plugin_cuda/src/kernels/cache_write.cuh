@@ -17,6 +17,8 @@
 // --fmad=false as a second guard.
 #pragma once
 
+#include <cstring>
+
 #include "codecs.cuh"
 #include "common.cuh"
 
@@ -50,19 +52,104 @@ __device__ __forceinline__ RowPtrs input_rows(const WriteArgs& a, int64_t t, int
   return r;
 }
 
+// ---- the quad path -----------------------------------------------------------------
+// A lane owns elements [i, i + 4) for i = 4 * lane + 128 * k: one 8-byte load
+// per quad (two for f32) and one store of the quad's codes, instead of an
+// element and a byte at a time, so each warp instruction moves whole 32-byte
+// sectors. Taken when the row length is a multiple of 4 and both rows are
+// aligned for those widths (always so for the head sizes engines use);
+// otherwise the element loops below run. The codes are the same functions of
+// the same values: only the memory access changes.
+constexpr int64_t kQuad = 4;
+
+__device__ __forceinline__ bool aligned(const void* p, uintptr_t to) {
+  return (reinterpret_cast<uintptr_t>(p) & (to - 1)) == 0;
+}
+
+template <typename T>
+__device__ __forceinline__ T load_word(const unsigned char* p) {
+#if defined(KVQ_EMU)
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+#else
+  return *reinterpret_cast<const T*>(p);
+#endif
+}
+
+template <typename T>
+__device__ __forceinline__ void store_word(unsigned char* p, T v) {
+#if defined(KVQ_EMU)
+  std::memcpy(p, &v, sizeof v);
+#else
+  *reinterpret_cast<T*>(p) = v;
+#endif
+}
+
+// True when `in` (dtype) and `out` can take the quad path for n elements,
+// out_align being the store width of one quad's codes.
+__device__ __forceinline__ bool quad_path(int32_t dtype, const unsigned char* in, int64_t n,
+                                          const unsigned char* out, uintptr_t out_align) {
+  return n % kQuad == 0 && (dtype == kDtypeF32 || dtype == kDtypeF16 || dtype == kDtypeBF16) &&
+         aligned(in, 8) && aligned(out, out_align);
+}
+
+struct Quad {
+  float x[kQuad];
+};
+
+__device__ __forceinline__ Quad load_quad(int32_t dtype, const unsigned char* row, int64_t i) {
+  Quad q;
+  if (dtype == kDtypeF32) {
+    const uint64_t a = load_word<uint64_t>(row + 4 * i), b = load_word<uint64_t>(row + 4 * i + 8);
+    q.x[0] = bits_float(static_cast<uint32_t>(a));
+    q.x[1] = bits_float(static_cast<uint32_t>(a >> 32));
+    q.x[2] = bits_float(static_cast<uint32_t>(b));
+    q.x[3] = bits_float(static_cast<uint32_t>(b >> 32));
+    return q;
+  }
+  const uint64_t a = load_word<uint64_t>(row + 2 * i);
+  for (int j = 0; j < kQuad; ++j) {
+    const auto h = static_cast<uint16_t>(a >> (16 * j));
+    q.x[j] = dtype == kDtypeF16 ? f16_to_float(h) : bf16_to_float(h);
+  }
+  return q;
+}
+
 // True (on every lane) when row[0, n) has a NaN or infinity.
 __device__ inline bool row_has_nonfinite(int32_t dtype, const unsigned char* row, int64_t n, int lane) {
   bool bad = false;
-  for (int64_t i = lane; i < n; i += 32) bad |= !is_finite(load_element(dtype, row, i));
+  if (quad_path(dtype, row, n, row, 1)) {
+    for (int64_t i = kQuad * lane; i < n; i += kQuad * 32) {
+      const Quad q = load_quad(dtype, row, i);
+      for (int j = 0; j < kQuad; ++j) bad |= !is_finite(q.x[j]);
+    }
+  } else {
+    for (int64_t i = lane; i < n; i += 32) bad |= !is_finite(load_element(dtype, row, i));
+  }
   return __any_sync(kFullMask, bad);
+}
+
+// The (token, KV head) row of this warp. 32-bit division: a 64-bit one is a
+// long instruction sequence per lane, and these kernels are instruction-bound
+// (ncu, bench/RESULTS.md); launch_cache_write keeps rows below 2^31.
+struct RowIndex {
+  bool valid;
+  uint32_t token, head;
+};
+__device__ __forceinline__ RowIndex row_index(const WriteArgs& a) {
+  const uint32_t row = blockIdx.x * static_cast<uint32_t>(kWarpsPerBlock) + (threadIdx.x >> 5);
+  const auto hkv = static_cast<uint32_t>(a.layout.num_kv_heads);
+  if (row >= static_cast<uint32_t>(a.num_tokens) * hkv) return RowIndex{false, 0, 0};
+  const uint32_t t = row / hkv;
+  return RowIndex{true, t, row - t * hkv};
 }
 
 KVQ_KERNEL void validate_kernel(const WriteArgs a, int64_t capacity, bool check_finite) {
   const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-  const int64_t hkv = a.layout.num_kv_heads;
-  if (row >= a.num_tokens * hkv) return;
-  const int64_t t = row / hkv, h = row % hkv;
+  const RowIndex r0 = row_index(a);
+  if (!r0.valid) return;
+  const int64_t t = r0.token, h = r0.head;
   const int64_t slot = a.slot_mapping[t];
   unsigned long long* key = reinterpret_cast<unsigned long long*>(&a.verdict->order_key);
   if (slot >= capacity) {
@@ -111,6 +198,27 @@ __device__ inline void finalize_verdict(const WriteArgs& a) {
 template <bool kFp8>
 __device__ inline void write_row_pth8(int32_t dtype, const unsigned char* in, int64_t n,
                                unsigned char* out, int lane) {
+  if (quad_path(dtype, in, n, out, 4)) {
+    float m = 0.0f;
+    for (int64_t i = kQuad * lane; i < n; i += kQuad * 32) {
+      const Quad q = load_quad(dtype, in, i);
+      for (int j = 0; j < kQuad; ++j) m = fmaxf(m, fabsf(q.x[j]));
+    }
+    m = detail::warp_max(m);
+    const float scale = kFp8 ? fp8_scale(m) : int8_scale(m);
+    const float inv = reciprocal(scale);
+    for (int64_t i = kQuad * lane; i < n; i += kQuad * 32) {
+      const Quad q = load_quad(dtype, in, i);
+      uint32_t codes = 0;
+      for (int j = 0; j < kQuad; ++j) {
+        const uint32_t c = kFp8 ? fp8_code(q.x[j], inv) : int8_code(q.x[j], inv);
+        codes |= (c & 0xFFu) << (8 * j);
+      }
+      store_word(out + i, codes);
+    }
+    if (lane == 0) store_f32_bytes(out + n, scale);
+    return;
+  }
   float m = 0.0f;
   for (int64_t i = lane; i < n; i += 32) m = fmaxf(m, fabsf(load_element(dtype, in, i)));
   m = detail::warp_max(m);  // exact: max does not round
@@ -125,11 +233,22 @@ __device__ inline void write_row_pth8(int32_t dtype, const unsigned char* in, in
 
 __device__ inline void write_row_int4(int32_t dtype, const unsigned char* in, int64_t n,
                                unsigned char* out, int lane) {
+  const bool quads = quad_path(dtype, in, n, out, 2);
   float lo = INFINITY, hi = -INFINITY;
-  for (int64_t i = lane; i < n; i += 32) {
-    const float x = load_element(dtype, in, i);
-    lo = fminf(lo, x);
-    hi = fmaxf(hi, x);
+  if (quads) {
+    for (int64_t i = kQuad * lane; i < n; i += kQuad * 32) {
+      const Quad q = load_quad(dtype, in, i);
+      for (int j = 0; j < kQuad; ++j) {
+        lo = fminf(lo, q.x[j]);
+        hi = fmaxf(hi, q.x[j]);
+      }
+    }
+  } else {
+    for (int64_t i = lane; i < n; i += 32) {
+      const float x = load_element(dtype, in, i);
+      lo = fminf(lo, x);
+      hi = fmaxf(hi, x);
+    }
   }
   lo = detail::warp_min(lo);
   hi = detail::warp_max(hi);
@@ -147,7 +266,15 @@ __device__ inline void write_row_int4(int32_t dtype, const unsigned char* in, in
   }
   const Int4Params p = int4_params(lo, hi);
   const int64_t bytes = (n + 1) / 2;
-  for (int64_t b = lane; b < bytes; b += 32) {
+  if (quads) {
+    for (int64_t i = kQuad * lane; i < n; i += kQuad * 32) {
+      const Quad q = load_quad(dtype, in, i);
+      const uint32_t lo_byte = int4_code(q.x[0], p) | (int4_code(q.x[1], p) << 4);
+      const uint32_t hi_byte = int4_code(q.x[2], p) | (int4_code(q.x[3], p) << 4);
+      store_word(out + i / 2, static_cast<uint16_t>(lo_byte | (hi_byte << 8)));
+    }
+  }
+  for (int64_t b = lane; !quads && b < bytes; b += 32) {
     const uint32_t q0 = int4_code(load_element(dtype, in, 2 * b), p);
     const uint32_t q1 = 2 * b + 1 < n ? int4_code(load_element(dtype, in, 2 * b + 1), p) : 0u;
     out[b] = static_cast<unsigned char>(q0 | (q1 << 4));
@@ -160,6 +287,43 @@ __device__ inline void write_row_int4(int32_t dtype, const unsigned char* in, in
 
 __device__ inline void write_row_plain(Codec codec, int32_t dtype, const unsigned char* in, int64_t n,
                                 unsigned char* out, float scale, int lane) {
+  const uintptr_t width = codec == Codec::kE4M3 || codec == Codec::kE5M2 ? 4 : 8;
+  if (quad_path(dtype, in, n, out, width)) {
+    for (int64_t i = kQuad * lane; i < n; i += kQuad * 32) {
+      const Quad q = load_quad(dtype, in, i);
+      switch (codec) {
+        case Codec::kF32:
+          store_word(out + 4 * i, static_cast<uint64_t>(float_bits(q.x[0])) |
+                                      (static_cast<uint64_t>(float_bits(q.x[1])) << 32));
+          store_word(out + 4 * i + 8, static_cast<uint64_t>(float_bits(q.x[2])) |
+                                          (static_cast<uint64_t>(float_bits(q.x[3])) << 32));
+          break;
+        case Codec::kBF16:
+        case Codec::kF16: {
+          uint64_t w = 0;
+          for (int j = 0; j < kQuad; ++j) {
+            const uint16_t b = codec == Codec::kBF16 ? float_to_bf16(q.x[j]) : float_to_f16(q.x[j]);
+            w |= static_cast<uint64_t>(b) << (16 * j);
+          }
+          store_word(out + 2 * i, w);
+          break;
+        }
+        case Codec::kE4M3:
+        case Codec::kE5M2: {
+          uint32_t w = 0;
+          for (int j = 0; j < kQuad; ++j) {
+            const float y = div_rn(q.x[j], scale);
+            const uint32_t c = codec == Codec::kE4M3 ? float_to_e4m3(y) : float_to_e5m2(y);
+            w |= (c & 0xFFu) << (8 * j);
+          }
+          store_word(out + i, w);
+          break;
+        }
+        default: break;
+      }
+    }
+    return;
+  }
   for (int64_t i = lane; i < n; i += 32) {
     const float x = load_element(dtype, in, i);
     switch (codec) {
@@ -189,13 +353,15 @@ KVQ_KERNEL void write_kernel(const WriteArgs a, int64_t capacity) {
     return;
   }
   const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   const CacheLayout& l = a.layout;
-  if (row >= a.num_tokens * l.num_kv_heads) return;
-  const int64_t t = row / l.num_kv_heads, h = row % l.num_kv_heads;
+  const RowIndex r0 = row_index(a);
+  if (!r0.valid) return;
+  const int64_t t = r0.token, h = r0.head;
   const int64_t slot = a.slot_mapping[t];
   if (slot < 0 || slot >= capacity) return;
-  const int64_t block = slot / l.block_size, s = slot % l.block_size;
+  // 32-bit division: capacity < 2^31 (launch_cache_write checks it).
+  const uint32_t bs = static_cast<uint32_t>(l.block_size), slot32 = static_cast<uint32_t>(slot);
+  const int64_t block = slot32 / bs, s = slot32 - static_cast<uint32_t>(block) * bs;
   unsigned char* kdst = a.cache + block * l.bytes_per_block + (s * l.num_kv_heads + h) * l.row_bytes;
   unsigned char* vdst = kdst + l.block_size * l.num_kv_heads * l.row_bytes;
   const RowPtrs r = input_rows(a, t, h);
