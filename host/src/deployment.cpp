@@ -193,9 +193,11 @@ SchedulerSection read_scheduler(const YamlMapping& root) {
 ParallelSection read_parallel(const YamlMapping& root, const std::optional<ModelSection>& model,
                               DeploymentLocations& locations) {
   ParallelSection out;
-  const auto parallel = root.mapping("parallel", {"tensor_parallel_size"}, false);
+  const auto parallel =
+      root.mapping("parallel", {"tensor_parallel_size", "ranks_share_device"}, false);
   if (!parallel) return out;
   out.tensor_parallel_size = parallel->integer("tensor_parallel_size", 1, 1024, 1);
+  out.ranks_share_device = parallel->boolean("ranks_share_device", false);
   locations.tensor_parallel_size = parallel->value_location("tensor_parallel_size");
   if (model && model->num_heads % out.tensor_parallel_size != 0) {
     parallel->fail_at_value(

@@ -4,6 +4,7 @@
 #include <kvq_abi_names.h>
 #include <spdlog/spdlog.h>
 
+#include <exception>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -35,14 +36,44 @@ TensorParallelGroup join_group(const Deployment& deployment) {
   }
 }
 
-// Loads and negotiates the deployment's plugin and logs what it offers. A
-// device plugin gets the rank as its device ordinal (one device per rank of
-// `mpirun -np N` on one machine).
+// Opens the plugin on this rank's device: the local rank's (one device per
+// rank of `mpirun -np N` on each machine), or device 0 for every rank with
+// parallel.ranks_share_device. A device the plugin lacks is named with the fix.
+Plugin open_on_rank_device(const Deployment& deployment, const TensorParallelGroup& group) {
+  const int32_t ordinal = deployment.parallel.ranks_share_device ? 0 : group.local_rank();
+  try {
+    return open_plugin(deployment.plugin.path,
+                       NegotiationOptions{deployment.plugin.min_minor,
+                                          static_cast<int32_t>(deployment.threads), ordinal});
+  } catch (const PluginError& e) {
+    if (e.code() != KVQ_ERR_OUT_OF_RANGE || ordinal == 0) throw;
+    throw DeploymentError(
+        deployment.locations.tensor_parallel_size,
+        fmt::format("rank {} is local rank {} on this machine and takes device {}, which the "
+                    "plugin refuses ({}): start at most as many ranks per machine as it has "
+                    "devices, or set parallel.ranks_share_device: true to put every rank on "
+                    "device 0",
+                    group.rank(), group.local_rank(), ordinal, e.what()));
+  }
+}
+
+// Loads and negotiates the deployment's plugin and logs what it offers.
 Plugin load_plugin(const Deployment& deployment, const TensorParallelGroup& group) {
-  Plugin plugin = open_plugin(
-      deployment.plugin.path,
-      NegotiationOptions{deployment.plugin.min_minor, static_cast<int32_t>(deployment.threads),
-                         static_cast<int32_t>(group.rank())});
+  // Every rank learns whether all opened theirs: a rank that failed alone
+  // would leave the others waiting in their first collective for ever.
+  std::optional<Plugin> opened;
+  std::exception_ptr failure;
+  try {
+    opened.emplace(open_on_rank_device(deployment, group));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (!group.all_ok(opened.has_value())) {
+    if (failure) std::rethrow_exception(failure);
+    throw Error(fmt::format("rank {}: another rank could not open the plugin (its error says why)",
+                            group.rank()));
+  }
+  Plugin plugin = std::move(*opened);
   const PluginInfo& info = plugin.info();
   spdlog::info("plugin '{}' {} by {} (ABI {}.{}), SIMD level {}", info.name, info.version,
                info.vendor, info.abi_major, info.abi_minor, info.simd_level);
@@ -108,6 +139,14 @@ void check_heads_split(const Deployment& deployment) {
                     "each rank holds whole KV heads",
                     model.num_kv_heads, tp));
   }
+}
+
+// Where this rank computes, for the report.
+std::string device_summary(const Plugin& plugin) {
+  if (!plugin.on_device()) return "cpu";
+  const PluginInfo& info = plugin.info();
+  return fmt::format("{} {} ({})", kvq_device_type_name(info.device_type), info.device_ordinal,
+                     info.device_name);
 }
 
 // This rank's share of the model: contiguous ranges of query and KV heads.
@@ -428,6 +467,7 @@ class ServingLoop {
     r.kv_model_error = group_.reduce(accuracy_.model_error());
     r.is_root = group_.is_root();
     r.tensor_parallel_size = group_.size();
+    r.rank_devices = group_.gather(device_summary(plugin_));
     summarize_requests(requests_, timelines_, last_event_, r);
     return r;
   }

@@ -105,6 +105,13 @@ void print_report(const BenchmarkReport& r, std::ostream& out) {
   row(out, "Backend:",
       r.layer_impl.empty() ? r.backend : fmt::format("{} ({})", r.backend, r.layer_impl));
   if (r.tensor_parallel_size > 1) row(out, "Tensor parallel ranks:", r.tensor_parallel_size);
+  for (size_t rank = 0; rank < r.rank_devices.size(); ++rank) {
+    if (r.rank_devices.size() == 1 && r.rank_devices[0] == "cpu") break;  // the usual case
+    row(out,
+        r.rank_devices.size() == 1 ? std::string("Device:")
+                                   : fmt::format("  rank {} device:", rank),
+        r.rank_devices[rank]);
+  }
   row(out, "Steps:", r.num_steps);
   for (const auto& [state, count] : r.steps_by_attention_state) {
     row(out, fmt::format("  {} steps:", state), count);
@@ -145,6 +152,7 @@ std::string report_json_text(const BenchmarkReport& r) {
         {"dtype", r.model_dtype}}},
       {"threads", r.threads},
       {"tensor_parallel_size", r.tensor_parallel_size},
+      {"rank_devices", r.rank_devices},
       {"request_rate", r.request_rate},
       {"max_concurrency", r.max_concurrency},
       {"completed", r.completed},

@@ -69,7 +69,7 @@ bool TensorParallelGroup::built_with_mpi() {
 
 TensorParallelGroup TensorParallelGroup::join(int64_t tensor_parallel_size) {
   const auto [world, announced_by] = launched_world_size();
-  if (tensor_parallel_size == 1 && world == 1) return TensorParallelGroup(0, 1);
+  if (tensor_parallel_size == 1 && world == 1) return TensorParallelGroup(0, 1, 0);
   if (!built_with_mpi()) {
     throw Error(fmt::format(
         "tensor_parallel_size {} needs MPI, and this kvq was built without it (install Debian's "
@@ -94,9 +94,16 @@ TensorParallelGroup TensorParallelGroup::join(int64_t tensor_parallel_size) {
         "the environment announces {} ranks ({}), but MPI started {}: launch with mpirun -np {} "
         "kvq run ... (not with copied launcher variables)",
         world, announced_by, size, tensor_parallel_size));
-  return TensorParallelGroup(rank, size);
+  // The ranks sharing this machine, in rank order: mpirun places them, and a
+  // rank's position among them picks its device.
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+  int local_rank = 0;
+  MPI_Comm_rank(node, &local_rank);
+  MPI_Comm_free(&node);
+  return TensorParallelGroup(rank, size, local_rank);
 #else
-  return TensorParallelGroup(0, 1);
+  return TensorParallelGroup(0, 1, 0);
 #endif
 }
 

@@ -10,11 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "kvq_host/errors.hpp"
+#include "kvq_host/plugin.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using testing::ScratchDir;
 
@@ -50,25 +53,40 @@ std::string deployment(const std::string& body, int tp) {
          std::to_string(tp) + "}\n";
 }
 
-void expect_two_ranks_equal_one(const ScratchDir& dir, const std::string& body) {
+// The outputs of `mpirun -np 2` equal the single rank's; returns rank 0's report.
+std::string expect_two_ranks_equal_one(const ScratchDir& dir, const std::string& body,
+                                       const std::string& parallel_extra = "") {
   const auto one = dir.write("tp1.yaml", deployment(body, 1));
-  const auto two = dir.write("tp2.yaml", deployment(body, 2));
+  std::string two_text = deployment(body, 2);
+  if (!parallel_extra.empty()) {
+    two_text.insert(two_text.rfind('}'), ", " + parallel_extra);
+  }
+  const auto two = dir.write("tp2.yaml", two_text);
   const auto single = testing::run_process(
       {KVQ_TEST_KVQ_EXE, "run", one.string(), "--dump-outputs", (dir.path() / "tp1.bin").string()});
-  ASSERT_EQ(single.exit_code, 0) << single.err;
+  EXPECT_EQ(single.exit_code, 0) << single.err;
   const auto ranks = testing::run_process(
       {KVQ_TEST_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", "2", KVQ_TEST_KVQ_EXE,
        "run", two.string(), "--dump-outputs", (dir.path() / "tp2.bin").string()});
-  ASSERT_EQ(ranks.exit_code, 0) << ranks.err;
+  EXPECT_EQ(ranks.exit_code, 0) << ranks.err;
   EXPECT_THAT(ranks.out, HasSubstr("Tensor parallel ranks:                   2"));
   EXPECT_THAT(ranks.out, HasSubstr("Successful requests:                     6"));
   const auto a = read_bytes(dir.path() / "tp1.bin");
   const auto b = read_bytes(dir.path() / "tp2.bin");
   // Whole output rows, at least every request's own tokens (prefix hits
   // skip recomputing the shared 32 tokens) x 2 layers x 8 heads x 64.
-  ASSERT_EQ(a.size() % (kHeads * kHeadSize * 2), 0u);
-  ASSERT_GE(a.size(), size_t{6 * (111 - 32) * 2 * kHeads * kHeadSize * 2});
+  EXPECT_EQ(a.size() % (kHeads * kHeadSize * 2), 0u);
+  EXPECT_GE(a.size(), size_t{6 * (111 - 32) * 2 * kHeads * kHeadSize * 2});
   EXPECT_EQ(first_difference(a, b), "");
+  return ranks.out;
+}
+
+std::string triton_model_on(const std::string& plugin) {
+  return "plugin: {path: '" + plugin +
+         "', min_minor: 1}\nbackend: triton\n"
+         "model: {num_layers: 2, num_heads: 8, num_kv_heads: 4, head_size: 64, dtype: "
+         "bf16}\nkv_cache: {dtype: int8_per_token_head, block_size: 16, num_blocks: 64, "
+         "prefix_caching: true}\n";
 }
 
 TEST(TensorParallelTest, TwoRanksEqualOneHeadForHeadTriton) {
@@ -150,6 +168,67 @@ TEST(TensorParallelTest, KvHeadsMustSplitEvenly) {
   EXPECT_NE(result.exit_code, 0);
   EXPECT_THAT(result.err, HasSubstr("model.num_kv_heads (1) must be a multiple of "
                                     "tensor_parallel_size (2)"));
+}
+
+// A device plugin: each rank negotiates the device of its local rank (the
+// arena test plugin has two), and the outputs are the single rank's bytes.
+TEST(TensorParallelTest, TwoRanksOnTwoDevicesEqualOneHeadForHead) {
+  if (std::string(KVQ_TEST_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
+  if (testing::arena_plugin().empty()) GTEST_SKIP() << "this build has no arena plugin";
+  const ScratchDir dir;
+  const std::string report =
+      expect_two_ranks_equal_one(dir, triton_model_on(testing::arena_plugin()));
+  EXPECT_THAT(report, ContainsRegex("rank 0 device: +opaque 0 "));
+  EXPECT_THAT(report, ContainsRegex("rank 1 device: +opaque 1 "));
+}
+
+// With one device: parallel.ranks_share_device puts both ranks on device 0,
+// the same code path as two devices.
+TEST(TensorParallelTest, TwoRanksSharingDeviceZeroEqualOneHeadForHead) {
+  if (std::string(KVQ_TEST_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
+  if (testing::arena_plugin().empty()) GTEST_SKIP() << "this build has no arena plugin";
+  const ScratchDir dir;
+  const std::string report = expect_two_ranks_equal_one(
+      dir, triton_model_on(testing::arena_plugin()), "ranks_share_device: true");
+  EXPECT_THAT(report, ContainsRegex("rank 0 device: +opaque 0 "));
+  EXPECT_THAT(report, ContainsRegex("rank 1 device: +opaque 0 "));
+}
+
+TEST(TensorParallelTest, MoreRanksThanDevicesIsRefusedWithTheFix) {
+  if (std::string(KVQ_TEST_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
+  if (testing::arena_plugin().empty()) GTEST_SKIP() << "this build has no arena plugin";
+  const ScratchDir dir;
+  std::string text = deployment(triton_model_on(testing::arena_plugin()), 4);
+  const auto file = dir.write("tp4.yaml", text);
+  const auto result =
+      testing::run_process({KVQ_TEST_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", "4",
+                            KVQ_TEST_KVQ_EXE, "run", file.string()});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.err, HasSubstr("is local rank 2 on this machine and takes device 2, which the "
+                                    "plugin refuses"));
+  EXPECT_THAT(result.err, HasSubstr("or set parallel.ranks_share_device: true"));
+}
+
+// The same two-rank check on two NVIDIA GPUs (issue 16): needs a machine
+// with two; anywhere else it says why it did not run.
+TEST(TensorParallelTest, TwoRanksOnTwoGpusEqualOneHeadForHead) {
+  if (std::string(KVQ_TEST_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
+  if (testing::cuda_plugin().empty()) GTEST_SKIP() << "this build has no CUDA plugin";
+  int32_t gpus = 0;
+  try {
+    gpus = open_plugin(testing::cuda_plugin(), NegotiationOptions{1, 1, 0}).info().device_count;
+  } catch (const Error& e) {
+    GTEST_SKIP() << "the CUDA plugin cannot run here: " << e.what();
+  }
+  if (gpus < 2) GTEST_SKIP() << "two GPUs needed, this machine has " << gpus;
+  for (const char* mode : {"int8_per_token_head", "bfloat16"}) {
+    SCOPED_TRACE(mode);
+    const ScratchDir dir;
+    std::string body = triton_model_on(testing::cuda_plugin());
+    body.replace(body.find("int8_per_token_head"), 19, mode);
+    const std::string report = expect_two_ranks_equal_one(dir, body);
+    EXPECT_THAT(report, ContainsRegex("rank 1 device: +cuda 1 "));
+  }
 }
 
 }  // namespace

@@ -68,6 +68,9 @@ struct SchedulerSection {
 
 struct ParallelSection {
   int64_t tensor_parallel_size = 1;
+  // false: each rank computes on the device of its local rank (one GPU per
+  // rank); true: every rank on device 0 (a TP deployment on a one-GPU machine).
+  bool ranks_share_device = false;
 };
 
 struct WorkloadSection {

@@ -42,6 +42,8 @@ struct BenchmarkReport {
   int64_t head_size = 0;
   int64_t threads = 0;
   int64_t tensor_parallel_size = 1;
+  // Where each rank computed, in rank order ("cpu", or "<type> <ordinal> (<name>)").
+  std::vector<std::string> rank_devices;
   bool is_root = true;  // false on the other ranks of a tensor-parallel run (they print nothing)
   double request_rate = 0.0;  // 0 = all at once
   int64_t max_concurrency = 0;

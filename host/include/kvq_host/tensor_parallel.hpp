@@ -28,6 +28,9 @@ class TensorParallelGroup {
   static TensorParallelGroup join(int64_t tensor_parallel_size);
 
   int rank() const { return rank_; }
+  // The rank among the ranks on this machine (MPI's shared-memory split):
+  // the device ordinal a rank takes when each has its own device.
+  int local_rank() const { return local_rank_; }
   int size() const { return size_; }
   bool is_root() const { return rank_ == 0; }
 
@@ -47,9 +50,11 @@ class TensorParallelGroup {
   static bool built_with_mpi();
 
  private:
-  TensorParallelGroup(int rank, int size) : rank_(rank), size_(size) {}
+  TensorParallelGroup(int rank, int size, int local_rank)
+      : rank_(rank), size_(size), local_rank_(local_rank) {}
   int rank_ = 0;
   int size_ = 1;
+  int local_rank_ = 0;
 };
 
 }  // namespace kvq::host
