@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # kvq developer entry point; works on a fresh Debian machine.
-#   ./dev.sh main   install deps, build, run the host on its embedded default deployment
+#   ./dev.sh main   install deps, build kvq and the CPU plugins only, run the host on its
+#                   embedded default deployment
 #   ./dev.sh test   install deps, build, run every test (what CI runs): ctest, then the
 #                   fuzz targets (.ci/fuzz.sh, FUZZ_SECONDS each), then the sanitizer
 #                   builds (.ci/sanitizers.sh: ASan+UBSan, TSan)
-#   ./dev.sh quick  install deps, build, ctest only (the developer loop)
+#   ./dev.sh quick  install deps, build, ctest -L quick (the edit loop, about a minute)
 #   ./dev.sh deps | build
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,20 +30,28 @@ deps() {
   fi
 }
 
-build() {
+configure() {
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  cmake --build "$BUILD_DIR" -j"$(nproc)"
 }
 
-run_ctest() {
-  ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600
+build() {  # everything, or the targets named
+  configure
+  if (($#)); then
+    cmake --build "$BUILD_DIR" -j"$(nproc)" --target "$@"
+  else
+    cmake --build "$BUILD_DIR" -j"$(nproc)"
+  fi
+}
+
+run_ctest() {  # extra ctest arguments, e.g. -L quick
+  ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600 "$@"
 }
 
 case "${1:-}" in
   deps) deps ;;
   build) deps; build ;;
-  main) deps; build; "$BUILD_DIR/bin/kvq" run ;;
-  quick) deps; build; run_ctest ;;
+  main) deps; build kvq kvq_triton_sim kvq_ascend; "$BUILD_DIR/bin/kvq" run ;;
+  quick) deps; build; run_ctest -L quick ;;
   test) deps; build; run_ctest; .ci/fuzz.sh; .ci/sanitizers.sh ;;
   *) echo "usage: $0 main|test|quick|deps|build" >&2; exit 2 ;;
 esac

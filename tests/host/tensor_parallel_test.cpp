@@ -213,10 +213,12 @@ TEST(TensorParallelTest, MoreRanksThanDevicesIsRefusedWithTheFix) {
 // with two; anywhere else it says why it did not run.
 TEST(TensorParallelTest, TwoRanksOnTwoGpusEqualOneHeadForHead) {
   if (std::string(KVQ_TEST_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
-  if (testing::cuda_plugin().empty()) GTEST_SKIP() << "this build has no CUDA plugin";
+  if (std::string(KVQ_TEST_CUDA_PLUGIN).empty()) GTEST_SKIP() << "this build has no CUDA plugin";
   int32_t gpus = 0;
   try {
-    gpus = open_plugin(testing::cuda_plugin(), NegotiationOptions{1, 1, 0}).info().device_count;
+    gpus = open_plugin(std::string(KVQ_TEST_CUDA_PLUGIN), NegotiationOptions{1, 1, 0})
+               .info()
+               .device_count;
   } catch (const Error& e) {
     GTEST_SKIP() << "the CUDA plugin cannot run here: " << e.what();
   }
@@ -224,7 +226,7 @@ TEST(TensorParallelTest, TwoRanksOnTwoGpusEqualOneHeadForHead) {
   for (const char* mode : {"int8_per_token_head", "bfloat16"}) {
     SCOPED_TRACE(mode);
     const ScratchDir dir;
-    std::string body = triton_model_on(testing::cuda_plugin());
+    std::string body = triton_model_on(std::string(KVQ_TEST_CUDA_PLUGIN));
     body.replace(body.find("int8_per_token_head"), 19, mode);
     const std::string report = expect_two_ranks_equal_one(dir, body);
     EXPECT_THAT(report, ContainsRegex("rank 1 device: +cuda 1 "));

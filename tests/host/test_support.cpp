@@ -76,8 +76,5 @@ std::string ascend_plugin() {
 std::string arena_plugin() {
   return KVQ_TEST_ARENA_PLUGIN;
 }
-std::string cuda_plugin() {
-  return KVQ_TEST_CUDA_PLUGIN;
-}
 
 }  // namespace kvq::host::testing

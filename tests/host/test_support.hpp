@@ -40,7 +40,5 @@ std::string ascend_plugin();
 // The arena test plugin (tests/fixtures): the triton backend behind opaque
 // device memory that only its hooks reach.
 std::string arena_plugin();
-// libkvq_cuda.so (empty when the build has no CUDA).
-std::string cuda_plugin();
 
 }  // namespace kvq::host::testing
