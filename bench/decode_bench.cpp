@@ -102,7 +102,7 @@ void BM_Decode(benchmark::State& state, const char* mode) {
   const kvq_plugin_api* a = api();
   const int threads = static_cast<int>(state.range(2));
   kvq_host_info host{
-      KVQ_HOST_INFO_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR, nullptr, nullptr, 0, threads};
+      KVQ_HOST_INFO_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR, nullptr, nullptr, 0, threads, 0, 0};
   kvq_instance* inst = nullptr;
   if (kvq_error* e = a->negotiate(&host, &inst)) throw std::runtime_error(a->error_message(e));
   kvq_plugin_info info{};

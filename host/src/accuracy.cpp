@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <span>
+#include <utility>
 
 #include "kvq_host/float_codec.hpp"
 
@@ -29,13 +31,47 @@ double AccuracyStats::cosine() const {
   return dot / std::sqrt(actual_squares * expected_squares);
 }
 
+double AccuracyStats::nmse() const {
+  return expected_squares > 0.0 ? error_squares / expected_squares
+                                : std::numeric_limits<double>::quiet_NaN();
+}
+
+void AccuracyStats::add(std::span<const double> actual, std::span<const double> expected,
+                        int64_t rows, int64_t dim) {
+  for (int64_t row = 0; row < rows; ++row) {
+    double row_dot = 0, aa = 0, ee = 0;
+    for (int64_t c = 0; c < dim; ++c) {
+      const auto i = static_cast<size_t>(row * dim + c);
+      const double a = actual[i];
+      const double e = expected[i];
+      if (!std::isfinite(a)) {
+        ++non_finite;
+        continue;
+      }
+      const double error = std::fabs(a - e);
+      max_abs_error = std::max(max_abs_error, error);
+      sum_abs_error += error;
+      error_squares += error * error;
+      ++elements;
+      row_dot += a * e;
+      aa += a * a;
+      ee += e * e;
+    }
+    dot += row_dot;
+    actual_squares += aa;
+    expected_squares += ee;
+    if (aa > 0 && ee > 0) min_row_cosine = std::min(min_row_cosine, row_dot / std::sqrt(aa * ee));
+  }
+}
+
 AccuracyChecker::AccuracyChecker(const ActivationGenerator& generator,
                                  const std::vector<RequestSpec>& requests, int64_t max_sequences,
-                                 int64_t max_rows)
+                                 int64_t max_rows, KvRowModel kv_model)
     : generator_(&generator),
       requests_(&requests),
       max_sequences_(max_sequences),
-      max_rows_(max_rows) {}
+      max_rows_(max_rows),
+      kv_model_(std::move(kv_model)) {}
 
 void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& request_ids,
                             int64_t layer) {
@@ -102,33 +138,31 @@ void AccuracyChecker::check(const StepBatch& batch, const std::vector<int64_t>& 
     const auto* out_bytes = static_cast<const std::byte*>(batch.output().data());
     decode_to_doubles(shape.dtype, out_bytes + (first_row + skipped) * hq * dv * element, actual);
 
-    for (int64_t row = 0; row < rows * hq; ++row) {
-      double dot = 0, aa = 0, ee = 0;
-      for (int64_t c = 0; c < dv; ++c) {
-        const auto i = static_cast<size_t>(row * dv + c);
-        const double a = actual[i];
-        const double e = expected[i];
-        if (!std::isfinite(a)) {
-          ++stats_.non_finite;
-          continue;
-        }
-        const double error = std::fabs(a - e);
-        stats_.max_abs_error = std::max(stats_.max_abs_error, error);
-        stats_.sum_abs_error += error;
-        ++stats_.elements;
-        dot += a * e;
-        aa += a * a;
-        ee += e * e;
-      }
-      stats_.dot += dot;
-      stats_.actual_squares += aa;
-      stats_.expected_squares += ee;
-      if (aa > 0 && ee > 0)
-        stats_.min_row_cosine = std::min(stats_.min_row_cosine, dot / std::sqrt(aa * ee));
-    }
+    stats_.add(actual, expected, rows * hq, dv);
     stats_.sampled_rows += rows;
+    if (kv_model_) {
+      for (int64_t position = 0; position < seq_len; ++position)
+        for (int64_t h = 0; h < hkv; ++h) {
+          const int64_t model_head = shape.first_kv_head() + h;
+          kv_model_(
+              Projection::kKey, layer, model_head,
+              std::span<double>(keys[0].data() + (position * hkv + h) * d, static_cast<size_t>(d)));
+          kv_model_(Projection::kValue, layer, model_head,
+                    std::span<double>(values[0].data() + (position * hkv + h) * dv,
+                                      static_cast<size_t>(dv)));
+        }
+      const std::vector<double> modelled = kvq::ref::attention(problem, query, keys, values);
+      vs_model_.add(actual, modelled, rows * hq, dv);
+      model_error_.add(modelled, expected, rows * hq, dv);
+      vs_model_.sampled_rows += rows;
+      model_error_.sampled_rows += rows;
+    }
   }
   ++stats_.sampled_steps;
+  if (kv_model_) {
+    ++vs_model_.sampled_steps;
+    ++model_error_.sampled_steps;
+  }
 }
 
 }  // namespace kvq::host

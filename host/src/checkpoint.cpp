@@ -4,30 +4,25 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "kvq_host/attention_model.hpp"
 #include "kvq_host/dtype.hpp"
 #include "kvq_host/errors.hpp"
+#include "kvq_host/text_file.hpp"
 
 namespace kvq::host {
 namespace {
 
 using nlohmann::json;
-
-std::string read_file_text(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: cannot open the file", file.string()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(fmt::format("{}: reading failed", file.string()));
-  return text.str();
-}
 
 json parse_json_object(const std::filesystem::path& file, const std::string& text) {
   json j;
@@ -89,7 +84,7 @@ ModelDtype config_dtype(const std::filesystem::path& file, const json& j) {
 }
 
 CheckpointConfig read_config(const std::filesystem::path& file) {
-  const json j = parse_json_object(file, read_file_text(file));
+  const json j = parse_json_object(file, read_text_file(file, "checkpoint file"));
   CheckpointConfig c;
   c.num_layers = required_integer(file, j, "num_hidden_layers", 1, 4096);
   c.num_heads = required_integer(file, j, "num_attention_heads", 1, 65536);
@@ -248,7 +243,7 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
 
   const std::filesystem::path description_file = c.description_path();
   if (std::filesystem::exists(description_file, ec)) {
-    c.description_ = read_file_text(description_file);
+    c.description_ = read_text_file(description_file, "quantization description");
     const json j = parse_json_object(description_file, *c.description_);
     const auto it = j.find(kDescriptionKvCacheSchemeKey);
     if (it != j.end()) {
@@ -285,7 +280,47 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
     spdlog::warn("checkpoint {}: no *.safetensors files; no parameters will be loaded",
                  dir.string());
   }
+  c.check_layer_range();
   return c;
+}
+
+// A tensor or description entry for a layer the model does not have would
+// otherwise be dropped without a word (a checkpoint of another model?).
+void Checkpoint::check_layer_range() const {
+  const auto layer_of = [](std::string_view name) -> std::optional<int64_t> {
+    constexpr std::string_view kPrefix = "model.layers.";
+    const size_t at = name.find(kPrefix);
+    if (at == std::string_view::npos) return std::nullopt;
+    int64_t index = 0;
+    const char* first = name.data() + at + kPrefix.size();
+    const auto [end, ec] = std::from_chars(first, name.data() + name.size(), index);
+    if (ec != std::errc() || end == first) return std::nullopt;
+    return index;
+  };
+  const int64_t layers = config_.num_layers;
+  for (const SafetensorsFile& file : files_) {
+    for (const SafetensorsTensor& t : file.tensors()) {
+      const auto index = layer_of(t.name);
+      if (index && *index >= layers) {
+        throw Error(
+            fmt::format("checkpoint {}: tensor '{}' in {} is for layer {}, but {} gives "
+                        "the model {} layers (0..{})",
+                        dir_.string(), t.name, file.path().string(), *index, kCheckpointConfigFile,
+                        layers, layers - 1));
+      }
+    }
+  }
+  if (!description_) return;
+  const json j = json::parse(*description_);
+  for (const auto& [key, value] : j.items()) {
+    const auto index = layer_of(key);
+    if (index && *index >= layers) {
+      throw Error(fmt::format(
+          "{}: entry \"{}\" is for layer {}, but {} gives the model {} "
+          "layers (0..{})",
+          description_path().string(), key, *index, kCheckpointConfigFile, layers, layers - 1));
+    }
+  }
 }
 
 ModelSection Checkpoint::model() const {
@@ -313,6 +348,27 @@ std::string attention_layer_prefix(int64_t index) {
 
 // ---- planning -----------------------------------------------------------------
 
+namespace {
+
+// The quantization a description asks for through the keys vllm-ascend's
+// quant_model_description.json uses ("kv_cache_type": "C8", ...), as
+// "key: value"; "" when it asks for none (FLOAT, or no such key).
+std::string quantization_asked(const std::string& description) {
+  static constexpr std::string_view kKeys[] = {"kv_cache_type", "kv_quant_type", "fa_quant_type",
+                                               "indexer_quant_type"};
+  const json j = json::parse(description);
+  for (const auto& [key, value] : j.items()) {
+    if (!value.is_string()) continue;
+    const std::string v = value.get<std::string>();
+    if (v.empty() || v == "FLOAT") continue;
+    for (std::string_view k : kKeys)
+      if (std::string_view(key).ends_with(k)) return fmt::format("\"{}\": \"{}\"", key, v);
+  }
+  return "";
+}
+
+}  // namespace
+
 CheckpointLayerPlan plan_checkpoint_layer(const Plugin& plugin, const std::string& backend,
                                           const Checkpoint& checkpoint, int64_t index,
                                           const std::string& deployment_mode) {
@@ -321,6 +377,20 @@ CheckpointLayerPlan plan_checkpoint_layer(const Plugin& plugin, const std::strin
   if (checkpoint.description()) {
     selected = plugin.select_scheme(*checkpoint.description(), description_source,
                                     attention_layer_prefix(index), "attention");
+  }
+  if (checkpoint.description() && !selected) {
+    // The plugin reads no descriptions: a quantized checkpoint would be
+    // served unquantized without a word.
+    const std::string asked = quantization_asked(*checkpoint.description());
+    if (!asked.empty()) {
+      std::string schemes;
+      for (const SchemeInfo& s : plugin.info().schemes)
+        schemes += (schemes.empty() ? "" : ", ") + s.quant_type;
+      throw Error(fmt::format(
+          "{} asks for {}, but plugin '{}' does not read quantization descriptions (it offers "
+          "the schemes: {}): serve this checkpoint with a plugin that implements it",
+          description_source, asked, plugin.info().name, schemes.empty() ? "none" : schemes));
+    }
   }
   CheckpointLayerPlan plan;
   if (selected && !selected->empty()) {

@@ -66,7 +66,8 @@ options (any command):
   --log-level trace|debug|info|warn|error|off   (default: info; logs go to stderr)
   -h, --help
 
-exit codes: 0 ok, 1 error, 2 usage, 3 run finished but requests failed
+exit codes: 0 ok, 1 error, 2 usage, 3 run finished but requests failed,
+            4 run finished but its outputs are beyond the accuracy bound
 )";
 
 struct UsageError : Error {
@@ -119,6 +120,16 @@ int command_run(const std::vector<std::string>& args, std::ostream& out) {
   if (json_file) {
     write_report_json(report, *json_file);
     spdlog::info("wrote {}", *json_file);
+  }
+  if (!report.accuracy_within_bound) {
+    spdlog::error(
+        "accuracy check failed: NMSE {:.3e} vs float64 is beyond the bound {:.1e} ({}){}; the "
+        "KV cache is not giving the model's attention back",
+        report.accuracy.nmse(), report.accuracy_bound_nmse, report.accuracy_bound_source,
+        report.accuracy.non_finite > 0
+            ? fmt::format(", and {} outputs are not finite", report.accuracy.non_finite)
+            : "");
+    return kExitAccuracy;
   }
   return report.failed > 0 ? kExitFailedRequests : kExitOk;
 }

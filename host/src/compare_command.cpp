@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "kvq_host/errors.hpp"
+#include "kvq_host/text_file.hpp"
 
 namespace kvq::host {
 namespace {
@@ -25,15 +26,10 @@ json read_report(const std::filesystem::path& file) {
     throw Error(
         fmt::format("{}: no such file (write a report with kvq run --json FILE)", file.string()));
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in || std::filesystem::is_directory(file, ec)) {
-    throw Error(fmt::format("{}: cannot read the file", file.string()));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
+  const std::string text = read_text_file(file, "run report");
   json j;
   try {
-    j = json::parse(text.str());
+    j = json::parse(text);
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: not valid JSON: {}", file.string(), e.what()));
   }

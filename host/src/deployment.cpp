@@ -8,10 +8,16 @@
 #include <sstream>
 #include <system_error>
 
+#include "kvq_host/text_file.hpp"
 #include "yaml_mapping.hpp"
 
 namespace kvq::host {
 namespace {
+
+constexpr int64_t kMaxDeploymentBytes = 1 << 20;
+constexpr double kMaxArrivalSeconds = 86400.0;
+constexpr double kMaxWorkloadTokens = 1e9;
+constexpr int64_t kMaxThreads = 256;
 
 constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMaxBlockId = std::numeric_limits<int32_t>::max();  // block tables are int32
@@ -219,6 +225,26 @@ WorkloadSection read_workload(const YamlMapping& root) {
   out.random_range_ratio =
       workload->number("random_range_ratio", 0.0, false, 1.0, out.random_range_ratio);
   out.prefix_groups = workload->integer("prefix_groups", 1, 1 << 24, out.prefix_groups);
+  // A benchmark run, not a week-long job: arrivals within a day, and a bounded
+  // number of tokens in all.
+  if (out.request_rate > 0.0 &&
+      static_cast<double>(out.num_prompts) / out.request_rate > kMaxArrivalSeconds) {
+    workload->fail_at_value(
+        "request_rate",
+        fmt::format("request_rate {} req/s spreads {} prompts over {:.3g} s; the arrivals must "
+                    "fit in {} s (24 h): use 0 (all at once) or at least {:.3g} req/s",
+                    out.request_rate, out.num_prompts,
+                    static_cast<double>(out.num_prompts) / out.request_rate, kMaxArrivalSeconds,
+                    static_cast<double>(out.num_prompts) / kMaxArrivalSeconds));
+  }
+  const double tokens =
+      static_cast<double>(out.num_prompts) * static_cast<double>(out.input_len + out.output_len);
+  if (tokens > kMaxWorkloadTokens) {
+    workload->fail(
+        fmt::format("the workload asks for {:.3g} tokens ({} prompts x ({} + {})); at "
+                    "most {:.0e} in one run",
+                    tokens, out.num_prompts, out.input_len, out.output_len, kMaxWorkloadTokens));
+  }
   return out;
 }
 
@@ -237,7 +263,16 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
   const YamlDocument document(source_name);
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml_text));
+    // Every document is parsed: a second one (after "---") would otherwise
+    // be ignored without a word.
+    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml_text));
+    if (documents.size() > 1) {
+      document.fail(document.location(documents[1].Mark()),
+                    fmt::format("a second YAML document (after '---'): a deployment is one "
+                                "document, this file has {}",
+                                documents.size()));
+    }
+    if (!documents.empty()) root = documents.front();
   } catch (const YAML::Exception& e) {
     document.fail(document.location(e.mark), fmt::format("not valid YAML: {}", e.msg));
   }
@@ -246,7 +281,7 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
   }
   const YamlMapping top(document, root, "",
                         {"plugin", "backend", "model", "checkpoint", "kv_cache", "scheduler",
-                         "parallel", "workload", "threads"},
+                         "parallel", "workload", "threads", "accuracy"},
                         SourceLocation{source_name, 1, 1});
 
   Deployment out;
@@ -271,25 +306,22 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
   out.scheduler = read_scheduler(top);
   out.parallel = read_parallel(top, out.model, out.locations);
   out.workload = read_workload(top);
-  out.threads = top.integer("threads", 0, 4096, 0);
+  // More threads than that only oversubscribes the cores (and a runtime that
+  // cannot create them would end the process).
+  out.threads = top.integer("threads", 0, kMaxThreads, 0);
+  if (const auto accuracy = top.mapping("accuracy", {"max_nmse"}, false)) {
+    out.accuracy_max_nmse = accuracy->number("max_nmse", 0.0, true, 10.0);
+  }
   return out;
 }
 
 Deployment load_deployment_file(const std::filesystem::path& file,
                                 const DeploymentParseOptions& options) {
+  const std::string text = read_text_file(file, "deployment", kMaxDeploymentBytes);
   std::error_code ec;
-  if (std::filesystem::is_directory(file, ec)) {
-    throw Error(fmt::format("deployment {}: is a directory, not a YAML file", file.string()));
-  }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw Error(fmt::format("deployment {}: cannot open the file", file.string()));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
   const std::filesystem::path absolute = std::filesystem::absolute(file, ec);
   const std::filesystem::path base_dir = (ec ? file : absolute).parent_path();
-  return parse_deployment(text.str(), file.string(), base_dir, options);
+  return parse_deployment(text, file.string(), base_dir, options);
 }
 
 Deployment load_default_deployment(const DeploymentParseOptions& options) {

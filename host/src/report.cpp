@@ -95,6 +95,12 @@ void print_report(const BenchmarkReport& r, std::ostream& out) {
   row(out, "Cosine similarity:", r.accuracy.cosine(), 6);
   row(out, "Min cosine (one token, one head):", r.accuracy.min_row_cosine, 6);
   if (r.accuracy.non_finite > 0) row(out, "Non-finite outputs:", r.accuracy.non_finite);
+  if (r.accuracy.sampled_rows > 0) {
+    row(out, "NMSE:", fmt::format("{:.3e}", r.accuracy.nmse()));
+    row(out, "NMSE bound:",
+        fmt::format("{:.1e} ({}): {}", r.accuracy_bound_nmse, r.accuracy_bound_source,
+                    r.accuracy_within_bound ? "within" : "EXCEEDED"));
+  }
 
   rule(out, "Engine", '-');
   row(out,
@@ -180,7 +186,11 @@ std::string report_json_text(const BenchmarkReport& r) {
         {"mean_abs_error", r.accuracy.mean_abs_error()},
         {"cosine", r.accuracy.cosine()},
         {"min_cosine", r.accuracy.min_row_cosine},
-        {"non_finite", r.accuracy.non_finite}}},
+        {"non_finite", r.accuracy.non_finite},
+        {"nmse", r.accuracy.nmse()},  // NaN (nothing sampled) dumps as null
+        {"bound_nmse", r.accuracy_bound_nmse},
+        {"bound_source", r.accuracy_bound_source},
+        {"within_bound", r.accuracy_within_bound}}},
       {"errors", r.errors},
       {"requests", requests},
   };

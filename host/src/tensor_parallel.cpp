@@ -143,7 +143,8 @@ AccuracyStats TensorParallelGroup::reduce(const AccuracyStats& local) const {
                    local.dot,
                    local.actual_squares,
                    local.expected_squares,
-                   static_cast<double>(local.non_finite)};
+                   static_cast<double>(local.non_finite),
+                   local.error_squares};
   double summed[std::size(sums)] = {};
   MPI_Reduce(sums, summed, static_cast<int>(std::size(sums)), MPI_DOUBLE, MPI_SUM, 0,
              MPI_COMM_WORLD);
@@ -160,6 +161,7 @@ AccuracyStats TensorParallelGroup::reduce(const AccuracyStats& local) const {
   out.actual_squares = summed[4];
   out.expected_squares = summed[5];
   out.non_finite = static_cast<int64_t>(summed[6]);
+  out.error_squares = summed[7];
   out.max_abs_error = max_error;
   out.min_row_cosine = min_cosine;
 #endif

@@ -9,11 +9,15 @@
 #include <emmintrin.h>
 #endif
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace kvq::ascend {
 namespace {
+
+constexpr float kMaxScale = 1e4f;
+constexpr float kMaxOffset = 256.0f;
 
 // The rank's share of a per-channel vector (spec §4): as is when it already
 // holds num_kv_heads_local * D values, else KV heads [start, start + local)
@@ -36,6 +40,16 @@ std::vector<float> local_channels(const sdk::Layer& layer, const sdk::Param& p) 
               "C8 layer {}: {} has {} values, not a multiple of head_size {}", c.layer_name, p.name,
               n, d);
   const int64_t total = n / d;
+  // The whole model's heads: tp_size ranks of `local` heads, or fewer heads
+  // than ranks, each replicated to tp_size / total ranks. Any other count
+  // (twice the heads, say) is another model's vector, not to be cut silently.
+  const bool whole_model =
+      total == local * c.tp_size || (local == 1 && total < c.tp_size && c.tp_size % total == 0);
+  if (!whole_model)
+    sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
+              "C8 layer {}: {} holds {} KV heads x head_size {}, but this rank has {} and tp size "
+              "{} makes the model's {} (a checkpoint of another model?)",
+              c.layer_name, p.name, total, d, local, c.tp_size, local * c.tp_size);
   const int64_t start = static_cast<int64_t>(c.tp_rank) * total / c.tp_size;
   if (start + local > total)
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
@@ -50,9 +64,18 @@ C8Channels channels(const sdk::Layer& layer, const char* scale_name, const char*
   const std::vector<float> offset = local_channels(layer, layer.param(offset_name));
   C8Channels ch;
   for (size_t i = 0; i < scale.size(); ++i) {
-    if (!std::isfinite(scale[i]) || scale[i] == 0.0f || !std::isfinite(offset[i]))
-      sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "C8 layer {}: channel {} has scale {} / offset {}",
-                layer.config().layer_name, i, scale[i], offset[i]);
+    // A scale maps int8 codes to activations: positive, normal and small
+    // enough that every code stays far inside bf16's range; an offset is a
+    // zero point on the int8 code scale.
+    const bool scale_ok = std::isfinite(scale[i]) &&
+                          scale[i] >= std::numeric_limits<float>::min() && scale[i] <= kMaxScale;
+    const bool offset_ok = std::isfinite(offset[i]) && std::fabs(offset[i]) <= kMaxOffset;
+    if (!scale_ok || !offset_ok)
+      sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
+                "C8 layer {}: channel {} has scale {} / offset {} (a scale is a normal float in "
+                "[{}, {}], an offset finite within +-{})",
+                layer.config().layer_name, i, scale[i], offset[i],
+                std::numeric_limits<float>::min(), kMaxScale, kMaxOffset);
     ch.inv_scale.push_back(sdk::round_bf16(1.0f / scale[i]));
     ch.offset.push_back(sdk::round_bf16(offset[i]));
     ch.scale.push_back(sdk::round_bf16(scale[i]));

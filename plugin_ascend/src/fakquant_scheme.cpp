@@ -130,6 +130,7 @@ sdk::SchemeDefinition fakquant_scheme() {
   sdk::SchemeDefinition s;
   s.quant_type = "FAKQuant";
   s.layer_type = "attention";
+  s.backend = "ascend";
   s.description =
       "MLA int8 latent cache (bf16 rope) with a dynamic per-(token, head) int8 query; decode only "
       "(upgrades the layer to the MLA implementation)";

@@ -42,6 +42,7 @@ sdk::SchemeDefinition indexer_scheme() {
   sdk::SchemeDefinition s;
   s.quant_type = "INT8_DYNAMIC";
   s.layer_type = "attention";
+  s.backend = "ascend";
   s.description =
       "sparse-attention lightning indexer: rotated keys in a dynamic per-token int8 cache, "
       "top-k key positions per query token (upgrades the layer to the indexer)";

@@ -14,63 +14,17 @@
 #include <string>
 #include <utility>
 
-// The opaque ABI types. Instances and layers are the framework objects.
-struct kvq_error {
-  int32_t code;
-  bool is_static;  // the preallocated out-of-memory error is never freed
-  std::string message;
-};
-// Constructed in place: an Instance's C views point into the object itself.
-struct kvq_instance {
-  template <typename... Args>
-  explicit kvq_instance(Args&&... args) : instance(std::forward<Args>(args)...) {}
-  kvq::sdk::Instance instance;
-};
-struct kvq_layer {
-  template <typename... Args>
-  explicit kvq_layer(Args&&... args) : layer(std::forward<Args>(args)...) {}
-  kvq::sdk::Layer layer;
-};
+#include "abi_guard.hpp"
 
 namespace kvq::sdk {
 namespace {
 
-kvq_error* make_error(int32_t code, const char* message) noexcept {
-  static kvq_error out_of_memory{KVQ_ERR_OUT_OF_MEMORY, true, "out of memory"};
-  try {
-    return std::make_unique<kvq_error>(kvq_error{code, false, message}).release();
-  } catch (...) {
-    return &out_of_memory;
-  }
-}
+using abi::guard;
+using abi::make_error;
+using abi::require;
+using abi::require_string;
 
-// Runs `body`; every exception becomes an error value (spec/abi.md rule 6).
-template <typename Body>
-kvq_error* guard(Body&& body) noexcept {
-  try {
-    body();
-    return nullptr;
-  } catch (const Error& e) {
-    return make_error(e.code(), e.what());
-  } catch (const std::bad_alloc&) {
-    return make_error(KVQ_ERR_OUT_OF_MEMORY, "out of memory");
-  } catch (const std::exception& e) {
-    return make_error(KVQ_ERR_INTERNAL, (std::string("internal error: ") + e.what()).c_str());
-  } catch (...) {
-    return make_error(KVQ_ERR_INTERNAL, "internal error: unknown exception");
-  }
-}
-
-template <typename T>
-T& require(T* p, const char* what) {
-  if (p == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{} is NULL", what);
-  return *p;
-}
-
-const char* require_string(const char* s, const char* what) {
-  if (s == nullptr) fail(KVQ_ERR_INVALID_ARGUMENT, "{} is NULL", what);
-  return s;
-}
+constexpr int32_t kMaxThreads = 1024;
 
 std::string str_or(const char* s, const char* fallback) {
   return s ? s : fallback;
@@ -104,13 +58,22 @@ kvq_error* negotiate(const kvq_host_info* host, kvq_instance** out) {
       fail(KVQ_ERR_VERSION_MISMATCH,
            "host speaks kvq ABI major {}, plugin {} speaks major {}: refusing to load",
            host->abi_major, def.name, KVQ_ABI_MAJOR);
-    const kvq_host_info h = read_struct(host, KVQ_HOST_INFO_SIZE, "host_info");
-    if (h.num_threads < 0)
-      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} < 0", h.num_threads);
+    const kvq_host_info h = read_struct(host, KVQ_HOST_INFO_SIZE_1_0, "host_info");
+    // A thread runtime that cannot create the threads asked for ends the
+    // process (libgomp does): absurd counts are refused here instead.
+    if (h.num_threads < 0 || h.num_threads > kMaxThreads)
+      fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: num_threads {} is outside 0..{}", h.num_threads,
+           kMaxThreads);
     if (h.log_level < 0 || h.log_level > KVQ_LOG_ERROR)
       fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: log_level {} is not a KVQ_LOG_* value",
            h.log_level);
     const uint32_t minor = std::min<uint32_t>(h.abi_minor, KVQ_ABI_MINOR);
+    // A device plugin's memory is reachable only through the 1.1 hooks.
+    if (def.open_device && minor < 1)
+      fail(KVQ_ERR_UNSUPPORTED,
+           "plugin {} computes on a device and needs a host of ABI 1.1 or later (device memory "
+           "hooks); the host speaks 1.{}",
+           def.name, h.abi_minor);
     auto inst = std::make_unique<kvq_instance>(def, h, minor);
     inst->instance.logger().log(KVQ_LOG_DEBUG, fmt::format("{} {} negotiated ABI {}.{}", def.name,
                                                            def.version, KVQ_ABI_MAJOR, minor));
@@ -134,9 +97,15 @@ void instance_destroy(kvq_instance* i) {
 kvq_error* probe(kvq_probe_result* out) {
   return guard([&] {
     check_out_struct(out, KVQ_PROBE_RESULT_SIZE, "probe result");
+    // Computed once (the machine does not change under a process); the
+    // result's strings are static, as the ABI says.
+    static const std::string reason = [] {
+      const PluginDefinition& def = plugin_definition();
+      return def.unavailable_reason ? def.unavailable_reason() : std::string();
+    }();
     kvq_probe_result r{};
-    r.can_run = 1;  // the kernels are built for the baseline ISA
-    r.reason = "";
+    r.can_run = reason.empty() ? 1 : 0;  // CPU kernels are built for the baseline ISA
+    r.reason = reason.c_str();
     r.simd_level = simd_level();
     write_struct(out, r);
   });
@@ -145,7 +114,7 @@ kvq_error* probe(kvq_probe_result* out) {
 kvq_error* get_info(const kvq_instance* inst, kvq_plugin_info* out) {
   return guard([&] {
     const Instance& i = require(inst, "instance").instance;
-    check_out_struct(out, KVQ_PLUGIN_INFO_SIZE, "plugin info");
+    check_out_struct(out, KVQ_PLUGIN_INFO_SIZE_1_0, "plugin info");
     write_struct(out, i.info());
   });
 }
@@ -214,11 +183,16 @@ kvq_error* layer_create(kvq_instance* inst, const kvq_layer_config* config, kvq_
       fail(KVQ_ERR_NOT_FOUND, "backend '{}' not found; plugin {} offers: {}", c.backend, def.name,
            names);
     check_layer_config(c);
-    for (const auto& [key, value] : c.options)
-      if (std::find(backend->option_keys.begin(), backend->option_keys.end(), key) ==
-          backend->option_keys.end())
-        fail(KVQ_ERR_INVALID_ARGUMENT, "unknown layer option '{}' for backend {}", key,
-             backend->name);
+    for (const auto& [key, value] : c.options) {
+      const auto known = std::find_if(backend->options.begin(), backend->options.end(),
+                                      [&key](const OptionDefinition& o) { return o.name == key; });
+      if (known == backend->options.end()) {
+        std::string keys;
+        for (const auto& o : backend->options) keys += (keys.empty() ? "" : ", ") + o.name;
+        fail(KVQ_ERR_INVALID_ARGUMENT, "unknown layer option '{}' for backend {} (it reads: {})",
+             key, backend->name, keys.empty() ? "none" : keys);
+      }
+    }
     const std::string mode_name = backend->resolve_mode(c.kv_cache_dtype);
     const ModeDefinition* mode = nullptr;
     for (const auto& m : backend->modes)
@@ -267,14 +241,15 @@ kvq_error* cache_geometry(const kvq_layer* l, kvq_cache_geometry* out) {
 kvq_error* cache_init(kvq_layer* l, const kvq_tensor* cache) {
   return guard([&] {
     Layer& layer = require(l, "layer").layer;
-    layer.impl().cache_init(layer, CacheView(cache, layer.geometry(), true));
+    layer.impl().cache_init(layer, CacheView(cache, layer.geometry(), true, layer.memory_space()));
   });
 }
 
 kvq_error* cache_write(kvq_layer* l, const kvq_cache_write_args* args) {
   return guard([&] {
     Layer& layer = require(l, "layer").layer;
-    const WriteBatch b = validate_write(layer.config(), layer.geometry(), args);
+    const WriteBatch b =
+        validate_write(layer.config(), layer.geometry(), args, layer.memory_space());
     layer.impl().cache_write(layer, b);
   });
 }
@@ -283,7 +258,7 @@ kvq_error* supports(const kvq_layer* l, const kvq_forward_args* args) {
   return guard([&] {
     const Layer& layer = require(l, "layer").layer;
     const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, false,
-                                            layer.impl().forward_spec(layer));
+                                            layer.impl().forward_spec(layer), layer.memory_space());
     layer.impl().check_forward(layer, b);
   });
 }
@@ -292,7 +267,7 @@ kvq_error* forward(kvq_layer* l, const kvq_forward_args* args) {
   return guard([&] {
     Layer& layer = require(l, "layer").layer;
     const ForwardBatch b = validate_forward(layer.config(), layer.geometry(), args, true,
-                                            layer.impl().forward_spec(layer));
+                                            layer.impl().forward_spec(layer), layer.memory_space());
     layer.impl().check_forward(layer, b);
     layer.impl().forward(layer, b);
   });
@@ -337,25 +312,34 @@ kvq_error* scheme_apply(kvq_layer* l) {
   });
 }
 
+void write_param_info(const Param& p, kvq_param_info* out) {
+  kvq_param_info info{};
+  info.name = p.name.c_str();
+  info.loader = p.loader.c_str();
+  info.dtype = p.dtype;
+  info.ndim = static_cast<int32_t>(p.shape.size());
+  for (size_t i = 0; i < p.shape.size(); ++i) info.shape[i] = p.shape[i];
+  info.trainable = p.trainable;
+  info.derived = p.derived;
+  info.loaded = p.loaded;
+  info.role = p.derived ? KVQ_PARAM_ROLE_DERIVED : p.role;
+  info.load_shapes = p.load_shapes.c_str();
+  write_struct(out, info);
+}
+
+const Param& param_at(const Layer& layer, int64_t index) {
+  const auto& params = layer.params();
+  if (index < 0 || index >= static_cast<int64_t>(params.size()))
+    fail(KVQ_ERR_OUT_OF_RANGE, "parameter index {} is outside 0..{}", index,
+         static_cast<int64_t>(params.size()) - 1);
+  return params[static_cast<size_t>(index)];
+}
+
 kvq_error* param_info(const kvq_layer* l, int64_t index, kvq_param_info* out) {
   return guard([&] {
     const Layer& layer = require(l, "layer").layer;
-    check_out_struct(out, KVQ_PARAM_INFO_SIZE, "param info");
-    const auto& params = layer.params();
-    if (index < 0 || index >= static_cast<int64_t>(params.size()))
-      fail(KVQ_ERR_OUT_OF_RANGE, "parameter index {} is outside 0..{}", index,
-           static_cast<int64_t>(params.size()) - 1);
-    const Param& p = params[static_cast<size_t>(index)];
-    kvq_param_info info{};
-    info.name = p.name.c_str();
-    info.loader = p.loader.c_str();
-    info.dtype = p.dtype;
-    info.ndim = static_cast<int32_t>(p.shape.size());
-    for (size_t i = 0; i < p.shape.size(); ++i) info.shape[i] = p.shape[i];
-    info.trainable = p.trainable;
-    info.derived = p.derived;
-    info.loaded = p.loaded;
-    write_struct(out, info);
+    check_out_struct(out, KVQ_PARAM_INFO_SIZE_1_0, "param info");
+    write_param_info(param_at(layer, index), out);
   });
 }
 
@@ -430,18 +414,119 @@ kvq_error* select_scheme(const kvq_instance* inst, const char* description, cons
   });
 }
 
+// ---- 1.1: struct-argument variants of the positional functions ------------
+
+kvq_error* param_load2(kvq_layer* l, const kvq_param_load_args* in) {
+  kvq_param_load_args a{};
+  if (kvq_error* e =
+          guard([&] { a = read_struct(in, KVQ_PARAM_LOAD_ARGS_SIZE, "param_load args"); }))
+    return e;
+  return param_load(l, a.name, a.loaded, a.tp_rank, a.tp_size == 0 ? 1 : a.tp_size);
+}
+
+kvq_error* param_read2(const kvq_layer* l, const kvq_param_read_args* in) {
+  kvq_param_read_args a{};
+  if (kvq_error* e =
+          guard([&] { a = read_struct(in, KVQ_PARAM_READ_ARGS_SIZE, "param_read args"); }))
+    return e;
+  return param_read(l, a.name, a.dst);
+}
+
+kvq_error* param_info2(const kvq_layer* l, const kvq_param_query* query, kvq_param_info* out) {
+  return guard([&] {
+    const Layer& layer = require(l, "layer").layer;
+    const kvq_param_query q = read_struct(query, KVQ_PARAM_QUERY_SIZE, "param query");
+    check_out_struct(out, KVQ_PARAM_INFO_SIZE_1_0, "param info");
+    if (q.name == nullptr) {
+      write_param_info(param_at(layer, q.index), out);
+      return;
+    }
+    const Param* p = layer.find_param(q.name);
+    if (p == nullptr)
+      fail(KVQ_ERR_NOT_FOUND, "layer {} has no parameter '{}'", layer.config().layer_name, q.name);
+    write_param_info(*p, out);
+  });
+}
+
+kvq_error* select_scheme2(const kvq_instance* inst, const kvq_select_scheme_args* in,
+                          kvq_scheme_choice* out) {
+  kvq_select_scheme_args a{};
+  if (kvq_error* e = guard([&] {
+        a = read_struct(in, KVQ_SELECT_SCHEME_ARGS_SIZE, "select_scheme args");
+        check_out_struct(out, KVQ_SCHEME_CHOICE_SIZE, "scheme choice");
+      }))
+    return e;
+  const char* chosen = nullptr;
+  if (kvq_error* e =
+          select_scheme(inst, a.description, a.source, a.layer_prefix, a.layer_type, &chosen))
+    return e;
+  kvq_scheme_choice c{};
+  c.quant_type = chosen;
+  write_struct(out, c);
+  return nullptr;
+}
+
+// A CPU plugin's table leaves the device hooks NULL (host memory is used);
+// a device plugin's has them (abi_export_device.cpp).
 constexpr kvq_plugin_api kApi = {
-    KVQ_PLUGIN_API_SIZE, KVQ_ABI_MAJOR, KVQ_ABI_MINOR,    negotiate,       error_code,
-    error_message,       error_destroy, instance_destroy, probe,           get_info,
-    layer_create,        layer_destroy, layer_info,       cache_geometry,  cache_init,
-    cache_write,         supports,      forward,          apply_scheme,    scheme_apply,
-    param_info,          param_read,    param_load,       process_weights, select_scheme,
+    KVQ_PLUGIN_API_SIZE,
+    KVQ_ABI_MAJOR,
+    KVQ_ABI_MINOR,
+    negotiate,
+    error_code,
+    error_message,
+    error_destroy,
+    instance_destroy,
+    probe,
+    get_info,
+    layer_create,
+    layer_destroy,
+    layer_info,
+    cache_geometry,
+    cache_init,
+    cache_write,
+    supports,
+    forward,
+    apply_scheme,
+    scheme_apply,
+    param_info,
+    param_read,
+    param_load,
+    process_weights,
+    select_scheme,
+    nullptr,  // device_alloc
+    nullptr,  // device_free
+    nullptr,  // device_memcpy
+    nullptr,  // device_memset
+    nullptr,  // stream_create
+    nullptr,  // stream_destroy
+    nullptr,  // synchronize
+    param_load2,
+    param_read2,
+    param_info2,
+    select_scheme2,
 };
+
+constexpr kvq_plugin_api with_device_hooks(kvq_plugin_api api) {
+  api.device_alloc = abi::device_alloc;
+  api.device_free = abi::device_free;
+  api.device_memcpy = abi::device_memcpy;
+  api.device_memset = abi::device_memset;
+  api.stream_create = abi::stream_create;
+  api.stream_destroy = abi::stream_destroy;
+  api.synchronize = abi::synchronize;
+  return api;
+}
+constexpr kvq_plugin_api kDeviceApi = with_device_hooks(kApi);
 
 }  // namespace
 
 const kvq_plugin_api* plugin_api() {
   return &kApi;
+}
+
+const kvq_plugin_api* device_plugin_api() {
+  return &kDeviceApi;
 }
 
 }  // namespace kvq::sdk

@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace kvq::sdk {
 
@@ -30,6 +32,18 @@ std::string cpu_features() {
   add(__builtin_cpu_supports("avx512vbmi"), "avx512_vbmi");
 #endif
   return out;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) break;
+    const size_t first = line.find_first_not_of(" \t", colon + 1);
+    if (first != std::string::npos) return line.substr(first);
+  }
+  return "CPU";
 }
 
 const char* simd_level_name(SimdLevel level) {

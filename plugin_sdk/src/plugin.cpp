@@ -104,6 +104,8 @@ const SchemeDefinition* SchemeRegistry::find(std::string_view quant_type,
 // ---- LayerImpl defaults ----------------------------------------------------
 
 void LayerImpl::cache_init(const Layer& layer, const CacheView& cache) const {
+  if (!cache.host_accessible())
+    fail(KVQ_ERR_INTERNAL, "{}: a device cache needs the implementation's own cache_init", name());
   const kvq_cache_geometry& g = cache.geometry();
   std::memset(cache.base(), 0, static_cast<size_t>(cache.num_blocks() * g.bytes_per_block));
   if (!layer.mode().per_token_head) return;
@@ -152,6 +154,14 @@ Instance::Instance(const PluginDefinition& def, const kvq_host_info& host, uint3
       num_threads_(host.num_threads > 0 ? host.num_threads : omp_get_num_procs()),
       simd_level_(simd_level()),
       cpu_features_(cpu_features()) {
+  if (host.device_ordinal < 0)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "host_info: device_ordinal {} < 0", host.device_ordinal);
+  if (def.open_device) {
+    device_ = def.open_device(host.device_ordinal);
+    device_name_ = device_->name();
+  } else {
+    device_name_ = cpu_model_name();
+  }
   for (const auto& b : def.backends) {
     auto& list = mode_lists_.emplace_back();
     for (const auto& m : b.modes) {
@@ -172,6 +182,18 @@ Instance::Instance(const PluginDefinition& def, const kvq_host_info& host, uint3
     bi.num_kv_modes = static_cast<int64_t>(list.size());
     bi.kv_modes = list.data();
     bi.attention_states = b.attention_states;
+    auto& options = option_lists_.emplace_back();
+    for (const auto& o : b.options) {
+      kvq_option_info& oi = option_infos_.emplace_back();
+      oi.struct_size = sizeof(oi);
+      oi.name = o.name.c_str();
+      oi.description = o.description.c_str();
+      oi.default_value = o.default_value.c_str();
+      oi.kv_modes = o.kv_modes.c_str();
+      options.push_back(&oi);
+    }
+    bi.num_layer_options = static_cast<int64_t>(options.size());
+    bi.layer_options = options.data();
     backend_list_.push_back(&bi);
   }
   for (const auto& s : def.schemes.all()) {
@@ -191,6 +213,7 @@ Instance::Instance(const PluginDefinition& def, const kvq_host_info& host, uint3
     si.supported = s.supported;
     si.num_name_rules = static_cast<int64_t>(rules.size());
     si.name_rules = rules.data();
+    si.backend = s.backend.c_str();
     scheme_list_.push_back(&si);
   }
   info_.struct_size = sizeof(info_);
@@ -205,6 +228,12 @@ Instance::Instance(const PluginDefinition& def, const kvq_host_info& host, uint3
   info_.backends = backend_list_.data();
   info_.num_schemes = static_cast<int64_t>(scheme_list_.size());
   info_.schemes = scheme_list_.data();
+  info_.device_type = device_ ? device_->type() : KVQ_DEVICE_CPU;
+  info_.device_ordinal = device_ ? device_->ordinal() : 0;
+  info_.device_name = device_name_.c_str();
+  info_.device_memory_bytes = device_ ? device_->memory_bytes() : 0;
+  info_.device_count = device_ ? device_->count() : 1;
+  info_.has_device_memory = device_ != nullptr;
 }
 
 // ---- Layer -----------------------------------------------------------------

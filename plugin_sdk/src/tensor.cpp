@@ -4,16 +4,34 @@
 #include "kvq_sdk/dtype.hpp"
 #include "kvq_sdk/error.hpp"
 
+#include <kvq_abi_names.h>
+
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 namespace kvq::sdk {
 
-TensorView::TensorView(const kvq_tensor* t, const char* what, bool need_data) : what_(what) {
+TensorView::TensorView(const kvq_tensor* t, const char* what, bool need_data,
+                       const MemorySpace& space, Placement placement)
+    : what_(what) {
   const kvq_tensor d = read_struct(t, KVQ_TENSOR_SIZE, what);
-  if (d.device_type != KVQ_DEVICE_CPU)
-    fail(KVQ_ERR_UNSUPPORTED, "{}: device type {} is not supported (CPU only)", what,
-         d.device_type);
+  if (d.device_type == KVQ_DEVICE_CPU) {
+    if (space.device != nullptr && placement == Placement::kPluginMemory)
+      fail(KVQ_ERR_INVALID_ARGUMENT,
+           "{}: host memory, but this plugin computes on {} {}: allocate it with device_alloc",
+           what, kvq_device_type_name(space.device_type()), space.device->ordinal());
+  } else if (space.device != nullptr && d.device_type == space.device_type()) {
+    if (d.device_id != space.device->ordinal())
+      fail(KVQ_ERR_INVALID_ARGUMENT, "{}: memory of {} device {}, but this session uses device {}",
+           what, kvq_device_type_name(d.device_type), d.device_id, space.device->ordinal());
+    on_device_ = true;
+  } else {
+    fail(KVQ_ERR_UNSUPPORTED, "{}: device type {} ({}) is not this plugin's ({})", what,
+         d.device_type, kvq_device_type_name(d.device_type),
+         kvq_device_type_name(space.device_type()));
+  }
   elem_bytes_ = dtype_size(d.dtype);
   if (elem_bytes_ == 0) fail(KVQ_ERR_INVALID_ARGUMENT, "{}: unknown dtype {}", what, d.dtype);
   if (d.ndim < 0 || d.ndim > KVQ_MAX_DIMS)
@@ -38,7 +56,15 @@ TensorView::TensorView(const kvq_tensor* t, const char* what, bool need_data) : 
   if (span > std::numeric_limits<int64_t>::max() / 16 / elem_bytes_)
     fail(KVQ_ERR_INVALID_ARGUMENT, "{}: tensor too large", what);
   present_ = true;
+  span_bytes_ = span * elem_bytes_;
   data_ = d.data;
+  if (on_device_ && d.data != nullptr) {
+    // Memory the CPU can reach through the device (the arena) is computed on
+    // at its host address; a GPU's stays a device address.
+    void* host = space.device->host_address(d.data, static_cast<uint64_t>(span_bytes_));
+    host_accessible_ = host != nullptr;
+    if (host != nullptr) data_ = host;
+  }
   dtype_ = d.dtype;
   ndim_ = d.ndim;
   for (int i = 0; i < d.ndim; ++i) {
@@ -47,8 +73,40 @@ TensorView::TensorView(const kvq_tensor* t, const char* what, bool need_data) : 
   }
 }
 
-TensorView optional_view(const kvq_tensor* t, const char* what, bool need_data) {
-  return t == nullptr ? TensorView() : TensorView(t, what, need_data);
+TensorView optional_view(const kvq_tensor* t, const char* what, bool need_data,
+                         const MemorySpace& space, Placement placement) {
+  return t == nullptr ? TensorView() : TensorView(t, what, need_data, space, placement);
+}
+
+std::vector<int64_t> read_integers(const TensorView& t, int64_t n, const MemorySpace& space,
+                                   kvq_stream* stream) {
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  if (t.host_accessible()) {
+    for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = t.i64(i);
+    return out;
+  }
+  if (t.dtype() != KVQ_DTYPE_I32 && t.dtype() != KVQ_DTYPE_I64)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: integer dtype required, got {}", t.what(),
+         dtype_name(t.dtype()));
+  if (n > 0 && t.stride(0) != 1)
+    fail(KVQ_ERR_INVALID_ARGUMENT, "{}: device metadata must be contiguous", t.what());
+  const auto es = static_cast<size_t>(dtype_size(t.dtype()));
+  std::vector<unsigned char> raw(static_cast<size_t>(n) * es);
+  if (n > 0) {
+    space.device->copy(raw.data(), false, t.data(), true, raw.size(), stream);
+    space.device->wait(stream);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const unsigned char* p = raw.data() + static_cast<size_t>(i) * es;
+    if (t.dtype() == KVQ_DTYPE_I32) {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      out[static_cast<size_t>(i)] = v;
+    } else {
+      std::memcpy(&out[static_cast<size_t>(i)], p, 8);
+    }
+  }
+  return out;
 }
 
 int64_t TensorView::numel() const {
@@ -122,6 +180,9 @@ unsigned char* TensorView::at_mut(std::initializer_list<int64_t> index) const {
 }
 
 int64_t TensorView::i64(int64_t i) const {
+  if (!host_accessible_)
+    fail(KVQ_ERR_INTERNAL, "{}: device memory read on the host (read_integers downloads it)",
+         what_);
   const unsigned char* p = static_cast<const unsigned char*>(data_) + i * strides_[0] * elem_bytes_;
   if (dtype_ == KVQ_DTYPE_I32) {
     int32_t v;

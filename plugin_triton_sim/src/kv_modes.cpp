@@ -56,10 +56,18 @@ void validate_geometry(const sdk::LayerConfig& c, const sdk::ModeDefinition& mod
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "block_size {} must be a multiple of 16", c.block_size);
   if (c.head_size < 32)
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "head_size {} must be at least 32", c.head_size);
-  if (mode.per_token_head && (c.head_size % 4 != 0 || c.head_size_v % 4 != 0))
+  if (mode.per_token_head && c.head_size % 4 != 0)
     sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
               "head_size {} must be a multiple of 4 in per-token-head mode {}", c.head_size,
               mode.name);
+  // vLLM's per-token-head layout has one row size, head_size + 4, for K and
+  // V, with the scale at byte head_size of every row (spec §2): a different
+  // V head size has no defined place for its scale.
+  if (mode.per_token_head && c.head_size_v != c.head_size)
+    sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
+              "head_size_v {} must equal head_size {} in per-token-head mode {} (one row layout "
+              "for K and V)",
+              c.head_size_v, c.head_size, mode.name);
 }
 
 }  // namespace kvq::triton

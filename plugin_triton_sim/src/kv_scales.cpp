@@ -4,6 +4,9 @@
 #include "kvq_sdk/error.hpp"
 
 #include <cmath>
+#include <iterator>
+#include <limits>
+#include <string>
 #include <string_view>
 
 namespace kvq::triton {
@@ -29,10 +32,17 @@ void store(sdk::Param& p, const std::vector<float>& v) {
 }  // namespace
 
 void KvScales::declare(sdk::Layer& layer) {
-  for (const char* name : kNames) {
+  const int32_t roles[] = {KVQ_PARAM_ROLE_K_SCALE, KVQ_PARAM_ROLE_V_SCALE, KVQ_PARAM_ROLE_Q_SCALE,
+                           KVQ_PARAM_ROLE_KV_SCALE};
+  for (size_t i = 0; i < std::size(kNames); ++i) {
+    const std::string_view name = kNames[i];
     sdk::Param p;
-    p.name = name;
+    p.name = std::string(name);
     p.loader = "fp8_scale";
+    p.role = roles[i];
+    p.load_shapes = name == "q_scale"    ? "[] | [1] | [num_heads]"
+                    : name == "kv_scale" ? "[] | [1]"
+                                         : "[] | [1] | [num_kv_heads]";
     p.dtype = KVQ_DTYPE_F32;
     p.reshape({1});
     p.set(0, 1.0f);
@@ -52,14 +62,20 @@ void KvScales::load(sdk::Param& param, const sdk::TensorView& loaded, const sdk:
               param.name, loaded.shape_string(), is_q ? "attention" : "KV", per_head);
   if (!loaded.contiguous())
     sdk::fail(KVQ_ERR_UNSUPPORTED, "scale {}: loaded tensor is not contiguous", param.name);
+  if (!sdk::is_model_dtype(loaded.dtype()))
+    sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "scale {}: dtype {}; a scale is F32, F16 or BF16",
+              param.name, sdk::dtype_name(loaded.dtype()));
   std::vector<float> v(static_cast<size_t>(n));
   const int64_t es = sdk::dtype_size(loaded.dtype());
   for (int64_t i = 0; i < n; ++i) {
     const float x =
         sdk::load_float(loaded.dtype(), static_cast<const unsigned char*>(loaded.data()) + i * es);
-    if (!std::isfinite(x) || x <= 0.0f)
-      sdk::fail(KVQ_ERR_INVALID_ARGUMENT, "scale {}[{}] = {} must be finite and > 0", param.name, i,
-                x);
+    // A subnormal scale turns every value into the largest fp8 code (x /
+    // scale overflows): no calibration produces one.
+    if (!std::isfinite(x) || x < std::numeric_limits<float>::min())
+      sdk::fail(KVQ_ERR_INVALID_ARGUMENT,
+                "scale {}[{}] = {} must be finite and at least {} (a normal float > 0)", param.name,
+                i, x, std::numeric_limits<float>::min());
     v[static_cast<size_t>(i)] = x;
   }
   store(param, v);

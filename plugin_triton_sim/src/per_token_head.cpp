@@ -20,6 +20,9 @@
 namespace kvq::triton {
 namespace {
 
+constexpr float kInvInt8Max = 1.0f / 127.0f;  // fp32 constants, rounded once
+constexpr float kInvFp8Max = 1.0f / 448.0f;
+
 float absmax(const float* x, int64_t n) {
   float m = 0.0f;
   int64_t i = 0;
@@ -40,7 +43,9 @@ float absmax(const float* x, int64_t n) {
 }  // namespace
 
 void quantize_row_int8(const float* x, int64_t n, unsigned char* row) {
-  const float scale = std::max(absmax(x, n) / 127.0f, 1e-6f);
+  // A multiply by the fp32 constant 1/127, as vLLM's kernel compiles absmax / 127
+  // (spec §3): an IEEE division differs by one ulp in ~4% of rows.
+  const float scale = std::max(absmax(x, n) * kInvInt8Max, 1e-6f);
   const float inv = 1.0f / scale;  // reciprocal, then multiply: two roundings, as vLLM
   int64_t i = 0;
 #if defined(__SSE2__)
@@ -63,7 +68,7 @@ void quantize_row_int8(const float* x, int64_t n, unsigned char* row) {
 }
 
 void quantize_row_fp8(const float* x, int64_t n, unsigned char* row) {
-  const float scale = std::max(absmax(x, n) / 448.0f, 1e-6f);
+  const float scale = std::max(absmax(x, n) * kInvFp8Max, 1e-6f);  // as int8: a multiply
   const float inv = 1.0f / scale;
   int64_t i = 0;
 #if defined(__SSE2__)

@@ -7,9 +7,9 @@
 namespace kvq::triton {
 
 // Inputs must be finite (cache_write refuses NaN/Inf before quantizing).
-// scale = max(absmax / 127, 1e-6); q = clamp(rne(x * (1 / scale)), -128, 127).
+// scale = max(absmax * fp32(1/127), 1e-6); q = clamp(rne(x * (1 / scale)), -128, 127).
 void quantize_row_int8(const float* x, int64_t n, unsigned char* row);
-// scale = max(absmax / 448, 1e-6); q = e4m3(clamp(x * (1 / scale), ±448)).
+// scale = max(absmax * fp32(1/448), 1e-6); q = e4m3(clamp(x * (1 / scale), ±448)).
 void quantize_row_fp8(const float* x, int64_t n, unsigned char* row);
 
 // INT4, asymmetric (vLLM's later design): scale = max((max - min) / 15, 1e-6),

@@ -27,6 +27,7 @@ void register_schemes(sdk::SchemeRegistry& registry) {
     sdk::SchemeDefinition s;
     s.quant_type = mode;
     s.layer_type = "attention";
+    s.backend = "triton";
     s.description = std::string("KV cache mode ") + mode + " (upgrades an unquantized layer)";
     if (kind_of({mode, "", 0, true, false, false}) == KvMode::kFp8PerTensor) {
       // vLLM's checkpoint names for per-tensor scales (maybe_remap_kv_scale_name).

@@ -47,14 +47,18 @@ bool calculate_kv_scales(const sdk::LayerConfig& c) {
 QuantizedImpl::QuantizedImpl(KvMode mode, int32_t element_dtype)
     : mode_(mode), element_dtype_(element_dtype) {}
 
-kvq_cache_geometry QuantizedImpl::geometry(const sdk::Layer& layer) const {
-  if (mode_ != KvMode::kInt4PerTokenHead)
-    return sdk::block_kv_slot_head_geometry(layer.config(), element_dtype_,
-                                            mode_ != KvMode::kFp8PerTensor);
-  kvq_cache_geometry g = sdk::block_kv_slot_head_geometry(layer.config(), KVQ_DTYPE_U8, false);
-  g.row_bytes = int4_row_bytes(std::max(layer.config().head_size, layer.config().head_size_v));
+kvq_cache_geometry quantized_geometry(const sdk::LayerConfig& c, KvMode mode,
+                                      int32_t element_dtype) {
+  if (mode != KvMode::kInt4PerTokenHead)
+    return sdk::block_kv_slot_head_geometry(c, element_dtype, mode != KvMode::kFp8PerTensor);
+  kvq_cache_geometry g = sdk::block_kv_slot_head_geometry(c, KVQ_DTYPE_U8, false);
+  g.row_bytes = int4_row_bytes(std::max(c.head_size, c.head_size_v));
   g.bytes_per_block = 2 * g.block_size * g.num_kv_heads * g.row_bytes;
   return g;
+}
+
+kvq_cache_geometry QuantizedImpl::geometry(const sdk::Layer& layer) const {
+  return quantized_geometry(layer.config(), mode_, element_dtype_);
 }
 
 void QuantizedImpl::attach(sdk::Layer& layer) {

@@ -31,4 +31,9 @@ class QuantizedImpl final : public sdk::LayerImpl {
 // True when the layer options ask for calculate_kv_scales.
 bool calculate_kv_scales(const sdk::LayerConfig& config);
 
+// The cache geometry of a quantized mode (spec §2; int4 rows are nibbles,
+// then fp32 scale and zero point), the same on every device.
+kvq_cache_geometry quantized_geometry(const sdk::LayerConfig& config, KvMode mode,
+                                      int32_t element_dtype);
+
 }  // namespace kvq::triton

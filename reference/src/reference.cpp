@@ -267,14 +267,15 @@ std::vector<double> attention(const AttentionProblem& p, const std::vector<doubl
           score.push_back(sc);
           idx.push_back(j);
         }
+        // Probabilities relative to the keys' maximum (the base the fp8-query
+        // rounding uses); the sink, if any, only adds to the denominator.
         double m = -INFINITY;
         for (double v : score) m = std::max(m, v);
-        const bool sink = !p.sinks.empty();
-        if (sink) m = std::max(m, p.sinks[static_cast<size_t>(h)]);
-        double denom = sink ? std::exp(p.sinks[static_cast<size_t>(h)] - m) : 0.0;
+        double denom = p.sinks.empty() ? 0.0 : std::exp(p.sinks[static_cast<size_t>(h)] - m);
         for (double& v : score) {
           v = std::exp(v - m);
           denom += v;
+          if (p.round_p_e4m3) v = round_to(KVQ_DTYPE_F8_E4M3FN, v);
         }
         double* o = &out[static_cast<size_t>(((q0 + i) * hq + h) * dv)];
         for (size_t n = 0; n < score.size(); ++n) {

@@ -54,7 +54,7 @@ const std::vector<NegotiateRow>& negotiate_rows() {
        KVQ_ERR_INVALID_ARGUMENT,
        {"host_info: struct_size 0 is too small to hold a version"}},
       {"NegotiateStructSizeTooSmall",
-       [](H h) { h.struct_size = KVQ_HOST_INFO_SIZE - 8; },
+       [](H h) { h.struct_size = KVQ_HOST_INFO_SIZE_1_0 - 8; },
        KVQ_ERR_INVALID_ARGUMENT,
        {"host_info: struct_size 32 is smaller than the v1.0 size 40"}},
       {"NegotiateUnknownLogLevel",
@@ -64,7 +64,16 @@ const std::vector<NegotiateRow>& negotiate_rows() {
       {"NegotiateNegativeThreads",
        [](H h) { h.num_threads = -4; },
        KVQ_ERR_INVALID_ARGUMENT,
-       {"host_info: num_threads -4 < 0"}},
+       {"host_info: num_threads -4 is outside 0..1024"}},
+      // Issue #17: a runtime that cannot create the threads ends the process.
+      {"NegotiateAbsurdThreads",
+       [](H h) { h.num_threads = 4096; },
+       KVQ_ERR_INVALID_ARGUMENT,
+       {"host_info: num_threads 4096 is outside 0..1024"}},
+      {"NegotiateNegativeDeviceOrdinal",
+       [](H h) { h.device_ordinal = -1; },
+       KVQ_ERR_INVALID_ARGUMENT,
+       {"host_info: device_ordinal -1 < 0"}},
   };
   return kRows;
 }

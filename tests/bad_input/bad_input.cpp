@@ -4,14 +4,22 @@
 #include <sstream>
 
 namespace kvq::bad_input {
+namespace {
 
-DirSnapshot snapshot_dir(const std::filesystem::path& dir) {
-  DirSnapshot out;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    const std::string key = std::filesystem::relative(entry.path(), dir).string();
-    const auto perms = static_cast<unsigned>(entry.symlink_status().permissions());
-    std::string value = "perms " + std::to_string(perms) + "\n";
-    if (entry.is_regular_file()) {
+// Walks by hand, deciding on each entry's own type (symlink_status): the
+// standard recursive iterator stats link targets, which fails on a link loop
+// (itself a row's input).
+void snapshot_into(const std::filesystem::path& root, const std::filesystem::path& dir,
+                   DirSnapshot& out) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    // lexically: relative() would resolve links, which fails on a loop.
+    const std::string key = entry.path().lexically_relative(root).string();
+    const std::filesystem::file_status st = entry.symlink_status();
+    std::string value = "perms " + std::to_string(static_cast<unsigned>(st.permissions())) + "\n";
+    if (std::filesystem::is_symlink(st)) {
+      // The link itself (its target may be a device, or a loop).
+      value += "link " + std::filesystem::read_symlink(entry.path()).string();
+    } else if (std::filesystem::is_regular_file(st)) {
       // Sparse test files can be large; their size and first bytes suffice.
       const auto size = entry.file_size();
       value += "size " + std::to_string(size) + "\n";
@@ -19,11 +27,21 @@ DirSnapshot snapshot_dir(const std::filesystem::path& dir) {
       std::string head(static_cast<size_t>(std::min<uintmax_t>(size, 1 << 20)), '\0');
       in.read(head.data(), static_cast<std::streamsize>(head.size()));
       value += head;
-    } else if (entry.is_directory()) {
+    } else if (std::filesystem::is_directory(st)) {
       value += "dir";
+      snapshot_into(root, entry.path(), out);
+    } else {
+      value += "special";
     }
     out.emplace(key, std::move(value));
   }
+}
+
+}  // namespace
+
+DirSnapshot snapshot_dir(const std::filesystem::path& dir) {
+  DirSnapshot out;
+  snapshot_into(dir, dir, out);
   return out;
 }
 

@@ -66,7 +66,7 @@ const std::vector<PluginFileRow>& rows() {
        {"speaks ABI major 2; this host speaks 1"}},
       {"DeploymentNeedsANewerMinor",
        [](const fs::path& d) { return copy_of(d, host::testing::triton_plugin()); },
-       {"the deployment needs ABI minor >= 7", "negotiated 1.0"},
+       {"the deployment needs ABI minor >= 7", "negotiated 1.1"},
        7},
   };
   return kRows;

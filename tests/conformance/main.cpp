@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,8 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
+  if (const char* env = std::getenv("KVQ_VECTORS_DIR"); env != nullptr && *env != '\0')
+    o.suite.vectors_dir = env;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -73,6 +76,17 @@ Options parse(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   const Options options = parse(argc, argv);
+  // The golden vectors are part of every full run: without them a plugin
+  // would pass without ever meeting the independent reference.
+  std::error_code ec;
+  if (!options.suite.only_contract &&
+      !std::filesystem::is_directory(options.suite.vectors_dir, ec)) {
+    std::fprintf(stderr,
+                 "kvq-conform: golden-vector folder %s not found (pass --vectors DIR or set "
+                 "KVQ_VECTORS_DIR)\n",
+                 options.suite.vectors_dir.c_str());
+    return 2;
+  }
   kvq::conform::Report report;
   for (const std::string& path : options.plugins) {
     kvq::conform::PluginReport plugin;

@@ -240,14 +240,14 @@ class RowCodec {
   }
   static void store_f32(unsigned char* p, float f) { std::memcpy(p, &f, 4); }
 
-  // triton_sim.md §3, float32 throughout: scale = max(absmax/QMAX, 1e-6),
+  // triton_sim.md §3, float32 throughout: scale = max(absmax * fp32(1/QMAX), 1e-6),
   // inv = 1/scale, y = x*inv; int8 RNE clamped, fp8 e4m3 of clamp(y, ±448).
   void encode_symmetric(const double* x, unsigned char* out, CodecStats& st) const {
     const bool int8 = mode_.codec == Codec::kInt8PerTokenHead;
-    const float qmax = int8 ? 127.0f : 448.0f;
+    const float inv_qmax = int8 ? 1.0f / 127.0f : 1.0f / 448.0f;  // a multiply, as vLLM
     float absmax = 0.0f;
     for (int64_t i = 0; i < d_; ++i) absmax = std::max(absmax, std::fabs(static_cast<float>(x[i])));
-    const float scale = std::max(absmax / qmax, 1e-6f);
+    const float scale = std::max(absmax * inv_qmax, 1e-6f);
     const float inv = 1.0f / scale;
     for (int64_t i = 0; i < d_; ++i) {
       const float y = static_cast<float>(x[i]) * inv;

@@ -48,6 +48,20 @@ void run_plugin_suite(CaseLog& log, const std::string& plugin_path, const SuiteO
   Plugin plugin;
   plugin.path = plugin_path;
   if (!run_load_cases(log, plugin)) return;
+  // A plugin that cannot run here (a GPU plugin without a GPU) is skipped
+  // whole, with its probe's reason; it is judged where it can run.
+  if (KVQ_API_HAS(plugin.api, probe)) {
+    kvq_probe_result r{};
+    r.struct_size = KVQ_PROBE_RESULT_SIZE;
+    kvq_error* e = plugin.api->probe(&r);
+    const bool cannot_run = e == nullptr && r.can_run != 1;
+    const std::string reason = cannot_run && r.reason ? r.reason : "";
+    plugin.api->error_destroy(e);
+    if (cannot_run) {
+      log.report("probe", skip("cannot run on this machine: " + reason));
+      return;
+    }
+  }
 
   // One instance lives through every case: its info strings are read by all.
   Instance instance;

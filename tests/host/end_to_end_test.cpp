@@ -7,8 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kv_models.hpp"
 #include "kvq_host/deployment.hpp"
 #include "kvq_host/engine.hpp"
+#include "kvq_host/safetensors.hpp"
 #include "kvq_host/workload.hpp"
 #include "test_support.hpp"
 
@@ -188,7 +190,10 @@ TEST(EndToEndTest, AFailedStepFailsItsRequestsAndTheRunContinues) {
                        "dtype: bf16}\n"
                        "kv_cache: {dtype: bfloat16, block_size: 16, num_blocks: 16}\n"
                        "workload: {num_prompts: 3, input_len: 20, output_len: 4, "
-                       "max_concurrency: 1}\n");
+                       "max_concurrency: 1}\n"
+                       // The stub writes zeros as attention output: this test is about
+                       // a failed step, not accuracy (AccuracyGate tests that).
+                       "accuracy: {max_nmse: 10}\n");
   const BenchmarkReport report =
       run_benchmark(load_deployment_file(yaml, DeploymentParseOptions{}), RunOptions{0});
   EXPECT_EQ(report.completed, 2);
@@ -238,6 +243,99 @@ TEST(EndToEndTest, KvqUsageErrors) {
   const auto help = testing::run_process({KVQ_TEST_KVQ_EXE, "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("run [DEPLOY.yaml]"));
+}
+
+}  // namespace
+}  // namespace kvq::host
+
+namespace kvq::host {
+namespace {
+
+// Issue #17, class 6: the accuracy report samples decode steps (they read
+// the quantized cache) even in short runs, and `kvq run` fails (exit 4, a
+// message) when the outputs are beyond the bound of their cache kind or the
+// deployment's accuracy.max_nmse.
+std::string accuracy_yaml(const std::string& kv_dtype, const std::string& extra = "") {
+  return "plugin: {path: '" + testing::triton_plugin() +
+         "'}\nbackend: triton\nmodel: {num_layers: 1, num_heads: 4, num_kv_heads: 2, head_size: "
+         "64, dtype: bf16}\nkv_cache: {dtype: " +
+         kv_dtype +
+         ", block_size: 16, num_blocks: 64}\nworkload: {num_prompts: 2, input_len: 32, "
+         "output_len: 3, seed: 1}\nthreads: 1\n" +
+         extra;
+}
+
+TEST(AccuracyGate, ShortRunsSampleDecodeStepsToo) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  const BenchmarkReport r =
+      run_benchmark(load_deployment_file(dir.write("d.yaml", accuracy_yaml("int8_per_token_head")),
+                                         DeploymentParseOptions{}),
+                    RunOptions{8});
+  // 3 steps (1 prefill, 2 decodes), one every 8 sampled: the first decode
+  // step is sampled as the first of its state.
+  ASSERT_EQ(r.num_steps, 3);
+  EXPECT_EQ(r.accuracy.sampled_steps, 2);
+  EXPECT_TRUE(r.accuracy_within_bound);
+}
+
+// An fp8 checkpoint whose scales are valid floats but saturate every code:
+// the cache holds nothing of the activations and the run must say so.
+TEST(AccuracyGate, ADestroyedCacheFailsTheRun) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  const auto made = testing::run_process(
+      {KVQ_TEST_KVQ_EXE, "make-checkpoint", (dir.path() / "ckpt").string(), "--mode", "fp8",
+       "--layers", "1", "--heads", "4", "--kv-heads", "2", "--head-size", "64", "--seed", "1"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::vector<float> tiny = {1e-30f};
+  write_safetensors(dir.path() / "ckpt" / "model.safetensors",
+                    {NamedTensor::f32("model.layers.0.self_attn.k_scale", {}, tiny),
+                     NamedTensor::f32("model.layers.0.self_attn.v_scale", {}, tiny)});
+  const auto yaml = dir.write(
+      "d.yaml", "plugin: {path: '" + testing::triton_plugin() +
+                    "'}\nbackend: triton\ncheckpoint: ckpt\nkv_cache: {block_size: 16, "
+                    "num_blocks: 64}\nworkload: {num_prompts: 2, input_len: 32, output_len: 3, "
+                    "seed: 1}\n");
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "run", yaml.string()});
+  EXPECT_EQ(result.exit_code, 4) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("(default for 8-bit caches): EXCEEDED"));
+  EXPECT_THAT(result.err, HasSubstr("accuracy check failed: NMSE"));
+}
+
+// int4 per token head on the generator's 10-50x K outlier channels loses the
+// other channels entirely: as inaccurate as float64 of the same quantization
+// says (so not a plugin bug), beyond the default 4-bit bound, and accepted
+// when the deployment raises accuracy.max_nmse.
+TEST(AccuracyGate, Int4OnOutlierActivationsIsItsQuantizationsLimit) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  RunOptions options{1};
+  options.kv_model = testing::int4_per_token_head_model();
+  const BenchmarkReport r =
+      run_benchmark(load_deployment_file(dir.write("d.yaml", accuracy_yaml("int4_per_token_head")),
+                                         DeploymentParseOptions{}),
+                    options);
+  EXPECT_GT(r.kv_model_error.nmse(), 0.3);  // the quantization itself
+  EXPECT_LE(r.accuracy.nmse(), 1.1 * r.kv_model_error.nmse() + 1e-5);
+  EXPECT_GT(r.accuracy_vs_model.min_row_cosine, 0.999);
+  EXPECT_FALSE(r.accuracy_within_bound);
+  const BenchmarkReport relaxed = run_benchmark(
+      load_deployment_file(
+          dir.write("r.yaml", accuracy_yaml("int4_per_token_head", "accuracy: {max_nmse: 2.0}\n")),
+          DeploymentParseOptions{}),
+      RunOptions{1});
+  EXPECT_TRUE(relaxed.accuracy_within_bound);
+  EXPECT_EQ(relaxed.accuracy_bound_source, "the deployment's accuracy.max_nmse");
+}
+
+TEST(AccuracyGate, TheDeploymentsBoundIsApplied) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const ScratchDir dir;
+  const auto yaml = dir.write("d.yaml", accuracy_yaml("bfloat16", "accuracy: {max_nmse: 1e-12}\n"));
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "run", yaml.string()});
+  EXPECT_EQ(result.exit_code, 4) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("1.0e-12 (the deployment's accuracy.max_nmse): EXCEEDED"));
 }
 
 }  // namespace

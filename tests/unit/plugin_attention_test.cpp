@@ -172,6 +172,18 @@ TEST(TritonBackend, GeometryRulesAreEnforcedAtLayerCreation) {
   r = try_create(p, s);
   EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT);
   EXPECT_NE(r.message.find("at least 32"), std::string::npos) << r.message;
+  // Per-token-head rows have one layout for K and V (scale at byte head_size).
+  s.head_size = 64;
+  s.head_size_v = 32;
+  for (const char* m : {"int8_per_token_head", "fp8_per_token_head", "int4_per_token_head"}) {
+    s.mode = m;
+    r = try_create(p, s);
+    EXPECT_EQ(r.code, KVQ_ERR_INVALID_ARGUMENT) << m;
+    EXPECT_NE(r.message.find("head_size_v 32 must equal head_size 64"), std::string::npos)
+        << r.message;
+  }
+  s.mode = "bfloat16";  // no inline scale: any V head size
+  EXPECT_EQ(try_create(p, s).code, 0);
 }
 
 TEST(TritonBackend, EveryModeStringParsesAndUnknownOnesAreInvalid) {

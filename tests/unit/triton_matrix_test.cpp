@@ -65,15 +65,19 @@ TEST_P(TritonMatrix, ReadPathAndEndToEnd) {
   ASSERT_EQ(run.status.code, 0) << run.status.message;
 
   const auto deq = [&](const std::vector<float>& x, int64_t, bool) { return dequantized(mode, x); };
-  const auto read =
-      kvq::ref::compare(run.output, reference_attention(c, in.seqs, run, deq), 1e-2, 1e-2);
+  const std::vector<double> dequantized_ref = reference_attention(c, in.seqs, run, deq);
+  const auto read = kvq::ref::compare(run.output, dequantized_ref, 1e-2, 1e-2);
   EXPECT_EQ(read.non_finite, 0);
   EXPECT_EQ(read.violations, 0) << "read path: worst " << read.worst_index << " max err "
                                 << read.max_abs_error;
 
   const std::vector<double> original = reference_attention(c, in.seqs, run, identity_deq);
   if (mode == "int4_per_token_head") {
-    EXPECT_GT(kvq::ref::compare(run.output, original, 1.0, 1.0).cosine, 0.98);
+    // 4 bits lose more than vLLM's int8 tolerance allows: the end-to-end
+    // error is bounded by what the same quantization costs in float64.
+    const double cost = kvq::ref::compare(dequantized_ref, original, 0.0, 0.0).nmse;
+    EXPECT_LE(kvq::ref::compare(run.output, original, 0.0, 0.0).nmse, 1.1 * cost + 1e-5)
+        << "int4 quantization itself costs nmse " << cost;
   } else {
     // vLLM: 5e-2 for int8 per-token-head, 1.5e-1 for fp8 caches.
     const double tol = mode == "int8_per_token_head" ? 5e-2 : 1.5e-1;

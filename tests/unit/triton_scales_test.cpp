@@ -259,6 +259,33 @@ TEST(TritonCalculateKvScales, FirstWriteSetsScalesThenFrozen) {
   EXPECT_EQ(read_scale(p, layer.get(), "v_scale"), std::vector<float>{want_v});
 }
 
+// §5: q_scale = max|q| / 200 at the first forward with a float query, then
+// frozen like k/v.
+TEST(TritonCalculateKvScales, FirstForwardSetsQScaleThenFrozen) {
+  Plugin p(triton_plugin_path());
+  Config c = fp8_config("fp8");
+  c.options = {{"calculate_kv_scales", "true"}};
+  LayerPtr layer = make_layer(p, c);
+  ASSERT_EQ(process_weights(p, layer.get()).code, 0);
+  PagedInput in;
+  in.seqs = {{1, 40}, {6, 30}};
+  in.q_stddev = 2.5;
+  in.seed = 75;
+  const PagedRun first = run_paged(p, layer.get(), c, in);
+  ASSERT_EQ(first.status.code, 0) << first.status.message;
+  float q_max = 0.0f;
+  for (double x : first.query) q_max = std::max(q_max, static_cast<float>(std::fabs(x)));
+  ASSERT_GT(q_max, 1.0f);
+  const std::vector<float> want_q = {q_max / 200.0f};
+  EXPECT_EQ(read_scale(p, layer.get(), "q_scale"), want_q);
+
+  in.q_stddev = 25.0;  // a larger query: the scale stays
+  in.seed = 76;
+  const PagedRun second = run_paged(p, layer.get(), c, in);
+  ASSERT_EQ(second.status.code, 0) << second.status.message;
+  EXPECT_EQ(read_scale(p, layer.get(), "q_scale"), want_q);
+}
+
 TEST(TritonCalculateKvScales, MalformedOptionRejectedAtCreate) {
   Plugin p(triton_plugin_path());
   Config c = fp8_config("fp8");

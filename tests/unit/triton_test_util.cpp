@@ -94,7 +94,7 @@ float absmax(const std::vector<float>& x) {
 
 RefRow ref_int8_row(const std::vector<float>& x) {
   RefRow r;
-  r.scale = std::max(absmax(x) / 127.0f, 1e-6f);
+  r.scale = std::max(absmax(x) * (1.0f / 127.0f), 1e-6f);  // spec §3: multiply
   const float inv = 1.0f / r.scale;
   for (float v : x) {
     const float y = v * inv;
@@ -107,7 +107,7 @@ RefRow ref_int8_row(const std::vector<float>& x) {
 
 RefRow ref_fp8_row(const std::vector<float>& x) {
   RefRow r;
-  r.scale = std::max(absmax(x) / 448.0f, 1e-6f);
+  r.scale = std::max(absmax(x) * (1.0f / 448.0f), 1e-6f);
   const float inv = 1.0f / r.scale;
   for (float v : x) {
     const float y = std::clamp(v * inv, -448.0f, 448.0f);
@@ -198,7 +198,7 @@ PagedRun run_paged(Plugin& p, kvq_layer* layer, const Config& c, const PagedInpu
 
 std::vector<double> reference_attention(const Config& c, const std::vector<Seq>& seqs,
                                         const PagedRun& run, const Deq& deq,
-                                        const std::vector<double>& q_scale) {
+                                        const std::vector<double>& q_scale, bool round_p_e4m3) {
   const int64_t hq = c.num_heads, hkv = c.num_kv_heads, d = c.head_size;
   std::vector<std::vector<double>> keys, values;
   for (size_t s = 0; s < seqs.size(); ++s) {
@@ -219,7 +219,9 @@ std::vector<double> reference_attention(const Config& c, const std::vector<Seq>&
   if (!q_scale.empty())
     for (size_t i = 0; i < q.size(); ++i)
       q[i] *= q_scale[static_cast<size_t>(static_cast<int64_t>(i) / d % hq)];
-  return test::reference_attention(c, seqs, q, keys, values);
+  kvq::ref::AttentionProblem problem = attention_problem(c, seqs);
+  problem.round_p_e4m3 = round_p_e4m3;
+  return kvq::ref::attention(problem, q, keys, values);
 }
 
 double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {

@@ -105,10 +105,12 @@ struct PagedInput {
 PagedRun run_paged(Plugin& p, kvq_layer* layer, const Config& c, const PagedInput& in);
 
 // The float64 reference over per-sequence K/V rows transformed by `deq`,
-// and a query scaled per head by q_scale[h] (empty = 1).
+// and a query scaled per head by q_scale[h] (empty = 1); round_p_e4m3 as in
+// kvq::ref::AttentionProblem (the fp8-query path).
 std::vector<double> reference_attention(const Config& c, const std::vector<Seq>& seqs,
                                         const PagedRun& run, const Deq& deq,
-                                        const std::vector<double>& q_scale = {});
+                                        const std::vector<double>& q_scale = {},
+                                        bool round_p_e4m3 = false);
 
 // max |a - b|
 double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b);

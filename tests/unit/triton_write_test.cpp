@@ -188,8 +188,10 @@ TEST_P(PerTokenHeadWrite, CodesAndScalesMatchSpecReference) {
 }
 
 // Spec §3: inv = 1/scale first, then y = x * inv (two roundings, as vLLM).
-// Rows where x * inv and x / scale round to different codes (found by a
-// search over bf16 inputs) tell the two apart.
+// Rows where x * inv and x / scale round to different codes tell the two
+// apart. They sit next to a rounding boundary of the code (a tie), so the
+// search walks float32 inputs ulp by ulp around boundary * scale (a float32
+// model dtype: bf16 inputs are too coarse to land there).
 TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
   const float qmax = is_int8() ? 127.0f : 448.0f;
   auto code_of = [&](float y) {
@@ -198,16 +200,26 @@ TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
                            KVQ_DTYPE_F8_E4M3FN,
                            kvq::ref::encode_fp8(KVQ_DTYPE_F8_E4M3FN, std::clamp(y, -qmax, qmax)));
   };
-  // (absmax, x) pairs over bf16 absmax in [4, 16).
+  // Boundaries between neighbouring codes below qmax: k + 1/2 for int8; for
+  // e4m3, the midpoints of [2^e, 2^(e+1)) in steps of 2^(e-3).
+  std::vector<double> boundaries;
+  if (is_int8()) {
+    for (int k = 1; k < 127; ++k) boundaries.push_back(k + 0.5);
+  } else {
+    for (int e = -5; e < 8; ++e)
+      for (int m = 0; m < 8; ++m) boundaries.push_back(std::ldexp(8 + m + 0.5, e - 3));
+  }
   std::vector<std::vector<double>> rows;
-  for (double a = 4.0; a < 16.0 && rows.size() < 8; a += std::ldexp(1.0, std::ilogb(a) - 7)) {
+  for (double a = 1.0; a < 64.0 && rows.size() < 8; a += 0.37) {
     const auto af = static_cast<float>(a);
-    const float scale = af / qmax, inv = 1.0f / scale;
+    const float scale = af * (1.0f / qmax), inv = 1.0f / scale;
     std::vector<double> hits;
-    for (double x = std::ldexp(1.0, -4); x < a; x += std::ldexp(1.0, std::ilogb(x) - 7)) {
-      const auto xf = static_cast<float>(x);
-      const float by_mul = xf * inv, by_div = xf / scale;
-      if (by_mul != by_div && code_of(by_mul) != code_of(by_div)) hits.push_back(x);
+    for (double b : boundaries) {
+      float x = static_cast<float>(b) * scale;
+      for (int step = 0; step < 16 && x < af; ++step, x = std::nextafter(x, 2 * af)) {
+        const float by_mul = x * inv, by_div = x / scale;
+        if (by_mul != by_div && code_of(by_mul) != code_of(by_div)) hits.push_back(x);
+      }
     }
     if (hits.empty()) continue;
     std::vector<double> row = {a, -a};
@@ -221,9 +233,10 @@ TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
 
   Plugin p(triton_plugin_path());
   Config c(GetParam());
+  c.model_dtype = KVQ_DTYPE_F32;
   LayerPtr layer = make_layer(p, c);
   Cache cache(p, layer.get(), 1);
-  OwnedTensor k(KVQ_DTYPE_BF16, {2, kHkv, kD}), v(KVQ_DTYPE_BF16, {2, kHkv, kD});
+  OwnedTensor k(KVQ_DTYPE_F32, {2, kHkv, kD}), v(KVQ_DTYPE_F32, {2, kHkv, kD});
   for (int64_t t = 0; t < 2; ++t)
     for (int64_t h = 0; h < kHkv; ++h) {
       set_row(k, t, h, rows[static_cast<size_t>(t * 4 + h * 2)]);
@@ -237,6 +250,40 @@ TEST_P(PerTokenHeadWrite, ReciprocalThenMultiply) {
           ASSERT_EQ(row[i], want.data[static_cast<size_t>(i)])
               << row_name(t, h, kv) << " element " << i << " x=" << x[static_cast<size_t>(i)]
               << " absmax=" << x[0] << " (x * inv and x / scale round differently here)";
+      });
+}
+
+// Spec §3: scale = absmax * fp32(1/QMAX), the bits vLLM's kernel stores (its
+// absmax / QMAX compiles to that multiply). Rows whose absmax gives a
+// different float for an IEEE division tell the two apart.
+TEST_P(PerTokenHeadWrite, ScaleIsAbsmaxTimesTheReciprocalConstant) {
+  const float qmax = is_int8() ? 127.0f : 448.0f;
+  std::vector<float> absmaxes;
+  for (double a = 1.0; a < 64.0 && absmaxes.size() < 4; a += std::ldexp(1.0, std::ilogb(a) - 7)) {
+    const auto af = static_cast<float>(a);
+    if (af * (1.0f / qmax) != af / qmax) absmaxes.push_back(af);
+  }
+  ASSERT_EQ(absmaxes.size(), 4u) << "the search found too few discriminating absmax values";
+
+  Plugin p(triton_plugin_path());
+  Config c(GetParam());
+  LayerPtr layer = make_layer(p, c);
+  Cache cache(p, layer.get(), 1);
+  OwnedTensor k(KVQ_DTYPE_BF16, {2, kHkv, kD}), v(KVQ_DTYPE_BF16, {2, kHkv, kD});
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t h = 0; h < kHkv; ++h) {
+      std::vector<double> row(static_cast<size_t>(kD), 0.25);
+      row[static_cast<size_t>((t + h) % kD)] = -absmaxes[static_cast<size_t>(t * 2 + h)];
+      set_row(k, t, h, row);
+      set_row(v, t, h, row);
+    }
+  write_and_check_rows(
+      p, layer.get(), k, v, {5, 11}, cache,
+      [&](int64_t t, int64_t h, int kv, const std::vector<float>&, const unsigned char* row) {
+        const float a = absmaxes[static_cast<size_t>(t * 2 + h)];
+        EXPECT_EQ(bits(load_f32(row + kD)), bits(a * (1.0f / qmax)))
+            << row_name(t, h, kv) << " absmax " << a << ": stored " << load_f32(row + kD)
+            << ", multiply " << a * (1.0f / qmax) << ", division " << a / qmax;
       });
 }
 

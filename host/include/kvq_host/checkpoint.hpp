@@ -67,6 +67,7 @@ class Checkpoint {
   SchemeOptions scheme_options() const;
 
  private:
+  void check_layer_range() const;  // throws for a layer index beyond the model
   std::filesystem::path dir_;
   CheckpointConfig config_;
   std::optional<std::string> description_;

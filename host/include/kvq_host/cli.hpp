@@ -13,6 +13,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;           // config, plugin or I/O error
 inline constexpr int kExitUsage = 2;           // bad command line
 inline constexpr int kExitFailedRequests = 3;  // run finished, some requests failed
+inline constexpr int kExitAccuracy = 4;        // run finished, outputs beyond the accuracy bound
 
 // `args` excludes the program name. Reports go to `out`, errors to `err`.
 // `conform` replaces the process with kvq-conform (it returns only on error).

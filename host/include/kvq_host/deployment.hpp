@@ -107,6 +107,9 @@ struct Deployment {
   ParallelSection parallel;
   WorkloadSection workload;
   int64_t threads = 0;  // 0 = all cores
+  // accuracy.max_nmse: the NMSE vs float64 beyond which `kvq run` fails;
+  // absent = the default of the cache's element type (engine.hpp).
+  std::optional<double> accuracy_max_nmse;
   DeploymentLocations locations;
 };
 

@@ -25,6 +25,9 @@ struct RunOptions {
   // ([layer][token][head][dim] in the model dtype, all ranks' heads), so
   // runs can be compared head for head (e.g. tensor parallel vs one rank).
   std::filesystem::path dump_outputs{};
+  // Tests: what the KV cache stores, modelled independently of the plugin.
+  // Fills the report's accuracy_vs_model and kv_model_error.
+  KvRowModel kv_model{};
 };
 
 // Throws Error / DeploymentError / PluginError when the run cannot start (bad

@@ -78,6 +78,15 @@ struct BenchmarkReport {
 
   // Accuracy against the float64 reference.
   AccuracyStats accuracy;
+  // Only with RunOptions::kv_model (tests): the plugin against float64 over
+  // the modelled cache values, and that reference against the unquantized.
+  AccuracyStats accuracy_vs_model;
+  AccuracyStats kv_model_error;
+  // The bound the run is held to (NMSE vs float64), where it comes from, and
+  // whether the sampled outputs are within it (true when nothing was sampled).
+  double accuracy_bound_nmse = 0.0;
+  std::string accuracy_bound_source;
+  bool accuracy_within_bound = true;
 
   std::vector<RequestOutcome> requests;
   std::map<std::string, int64_t> errors;  // distinct failure message -> requests

@@ -4,7 +4,7 @@
 //
 // A plugin defines kvq::sdk::plugin_definition() and its entry symbol:
 //   extern "C" KVQ_SDK_EXPORT const kvq_plugin_api* kvq_plugin_entry(void) {
-//     return kvq::sdk::plugin_api();
+//     return kvq::sdk::plugin_api();   // device plugins: device_plugin_api()
 //   }
 #pragma once
 
@@ -14,6 +14,10 @@
 
 namespace kvq::sdk {
 
+// A CPU plugin's table (device hooks NULL: hosts use host memory).
 const kvq_plugin_api* plugin_api();
+// A device plugin's table (PluginDefinition::open_device set): the same
+// functions plus device_alloc ... synchronize, served by the instance's Device.
+const kvq_plugin_api* device_plugin_api();
 
 }  // namespace kvq::sdk

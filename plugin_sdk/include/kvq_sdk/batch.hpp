@@ -14,11 +14,14 @@ namespace kvq::sdk {
 
 struct LayerConfig;
 
-// The host's cache buffer: U8 [num_blocks, bytes_per_block].
+// The host's cache buffer: U8 [num_blocks, bytes_per_block], in the
+// plugin's memory space.
 class CacheView {
  public:
   CacheView() = default;
-  CacheView(const kvq_tensor* t, const kvq_cache_geometry& g, bool need_data);
+  CacheView(const kvq_tensor* t, const kvq_cache_geometry& g, bool need_data,
+            const MemorySpace& space = {});
+  bool host_accessible() const { return host_accessible_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t capacity_slots() const { return num_blocks_ * geometry_.block_size; }
   const kvq_cache_geometry& geometry() const { return geometry_; }
@@ -36,19 +39,26 @@ class CacheView {
 
  private:
   unsigned char* base_ = nullptr;
+  bool host_accessible_ = true;
   int64_t num_blocks_ = 0;
   int64_t planes_ = 2;
   kvq_cache_geometry geometry_{};
 };
 
 struct WriteBatch {
-  TensorView key;              // [T, H_kv, D]
-  TensorView value;            // [T, H_kv, Dv]
-  std::vector<int64_t> slots;  // first num_tokens entries of slot_mapping
+  TensorView key;           // [T, H_kv, D]
+  TensorView value;         // [T, H_kv, Dv]
+  TensorView slot_mapping;  // [T] I64
+  int64_t num_tokens = 0;   // rows to write
+  // The first num_tokens slots, checked against the cache, when the slot
+  // mapping is host-accessible; empty when it is device memory (the
+  // implementation validates it on the device before writing).
+  std::vector<int64_t> slots;
   CacheView cache;
+  kvq_stream* stream = nullptr;  // 1.1: nullptr = complete before returning
 };
 WriteBatch validate_write(const LayerConfig& config, const kvq_cache_geometry& geometry,
-                          const kvq_cache_write_args* args);
+                          const kvq_cache_write_args* args, const MemorySpace& space = {});
 
 struct SequenceSlice {
   int64_t query_start;  // first query row
@@ -60,9 +70,14 @@ struct SequenceSlice {
 struct ForwardBatch {
   int32_t state = 0;
   TensorView query, key, value, output, alibi_slopes, sinks, head_weights;
+  TensorView query_start_loc_view, seq_lens_view, block_table_view;  // as given
   CacheView cache;
-  std::vector<SequenceSlice> seqs;
-  std::vector<int32_t> block_table;  // [S, max_blocks] row-major copy
+  std::vector<SequenceSlice> seqs;  // always on the host (downloaded if need be)
+  // [S, max_blocks] row-major copy, checked against the cache, when the
+  // block table is host-accessible; empty when it is device memory (the
+  // implementation validates the entries it reads on the device).
+  std::vector<int32_t> block_table;
+  kvq_stream* stream = nullptr;  // 1.1: nullptr = complete before returning
   int64_t max_blocks = 0;
   int64_t num_tokens = 0;
   int64_t max_query_len = 0;
@@ -83,7 +98,7 @@ struct ForwardSpec {
 // (supports()); the batch description (query_start_loc, seq_lens,
 // block_table) is always read.
 ForwardBatch validate_forward(const LayerConfig& config, const kvq_cache_geometry& geometry,
-                              const kvq_forward_args* args, bool need_data,
-                              const ForwardSpec& spec);
+                              const kvq_forward_args* args, bool need_data, const ForwardSpec& spec,
+                              const MemorySpace& space = {});
 
 }  // namespace kvq::sdk

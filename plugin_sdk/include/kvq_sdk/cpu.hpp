@@ -7,6 +7,9 @@
 namespace kvq::sdk {
 
 std::string cpu_features();  // space-separated, e.g. "avx2 fma avx512f avx512_bf16"
+// The CPU's model name (/proc/cpuinfo "model name"), or "CPU" when unknown:
+// a CPU plugin's device name (kvq_plugin_info.device_name).
+std::string cpu_model_name();
 
 // Attention kernel levels, widest last.
 enum class SimdLevel { kPortable, kAvx2, kAvx512 };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "kvq_sdk/batch.hpp"
+#include "kvq_sdk/device.hpp"
 #include "kvq_sdk/tensor.hpp"
 
 #include <kvq_abi.h>
@@ -52,6 +53,8 @@ struct Param {
   bool trainable = false;
   bool derived = false;
   bool loaded = false;
+  int32_t role = KVQ_PARAM_ROLE_OTHER;  // KVQ_PARAM_ROLE_*
+  std::string load_shapes;              // checkpoint shapes the loader accepts (kvq_param_info)
 
   int64_t numel() const;
   float get(int64_t i) const;
@@ -102,11 +105,19 @@ struct ModeDefinition {
   bool needs_scheme = false;
 };
 
+// A layer option a backend reads (kvq_option_info).
+struct OptionDefinition {
+  std::string name;
+  std::string description;
+  std::string default_value;
+  std::string kv_modes;  // space-separated modes that read it; "" = every mode
+};
+
 struct BackendDefinition {
   std::string name;
   std::string description;
   std::vector<ModeDefinition> modes;
-  std::vector<std::string> option_keys;             // layer options this backend reads
+  std::vector<OptionDefinition> options;            // layer options this backend reads
   uint32_t attention_states = kAllAttentionStates;  // bit (1 << KVQ_ATTN_x) per accepted state
   // Maps a user's kv_cache_dtype string to a mode name of `modes`; throws
   // INVALID_ARGUMENT for an unknown string.
@@ -124,6 +135,7 @@ struct NameRule {
 struct SchemeDefinition {
   std::string quant_type;
   std::string layer_type;
+  std::string backend;  // the backend whose layers it applies to
   std::string description;
   bool supported = true;
   std::vector<NameRule> name_rules;
@@ -156,6 +168,13 @@ struct PluginDefinition {
   // description ("" = none). Arguments: text, source name, layer prefix, layer type.
   std::function<std::string(std::string_view, std::string_view, std::string_view, std::string_view)>
       select_scheme;
+  // ABI 1.1: a device plugin opens the device of the negotiated ordinal
+  // (OUT_OF_RANGE for one it does not have); empty for a CPU plugin. Its
+  // entry returns device_plugin_api() (abi_export.hpp).
+  std::function<std::unique_ptr<Device>(int32_t ordinal)> open_device;
+  // Optional, for the probe (callable before negotiate): why this plugin
+  // cannot run on this machine (e.g. "no CUDA device"), or "" when it can.
+  std::function<std::string()> unavailable_reason;
 };
 
 // Defined by each plugin: its (immutable) definition.
@@ -191,11 +210,18 @@ class Instance {
   const Logger& logger() const { return logger_; }
   int num_threads() const { return num_threads_; }
   const kvq_plugin_info& info() const { return info_; }
+  // The session's device (nullptr for a CPU plugin) and its memory space.
+  Device* device() const { return device_.get(); }
+  MemorySpace memory_space() const { return MemorySpace{device_.get()}; }
 
  private:
   const PluginDefinition& def_;
   Logger logger_;
   int num_threads_;
+  std::unique_ptr<Device> device_;
+  std::string device_name_;
+  std::deque<kvq_option_info> option_infos_;
+  std::deque<std::vector<const kvq_option_info*>> option_lists_;
   // C views of the definition, owned here so they live as long as the instance.
   std::deque<kvq_kv_mode_info> mode_infos_;
   std::deque<std::vector<const kvq_kv_mode_info*>> mode_lists_;
@@ -217,6 +243,7 @@ class Layer {
   Layer& operator=(const Layer&) = delete;
 
   const Instance& instance() const { return instance_; }
+  MemorySpace memory_space() const { return instance_.memory_space(); }
   const LayerConfig& config() const { return config_; }
   const BackendDefinition& backend() const { return backend_; }
   const ModeDefinition& mode() const { return *mode_; }

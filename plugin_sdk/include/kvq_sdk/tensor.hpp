@@ -3,6 +3,8 @@
 // kernels can index without further checks.
 #pragma once
 
+#include "kvq_sdk/device.hpp"
+
 #include <kvq_abi.h>
 
 #include <array>
@@ -13,15 +15,27 @@
 
 namespace kvq::sdk {
 
+// Where a tensor may live (ABI 1.1, kvq_abi.h "DEVICE MEMORY"): bulk data
+// (caches, activations, block tables, slot mappings) in the plugin's memory
+// space, small batch metadata in either host or device memory.
+enum class Placement { kPluginMemory, kHostOrDevice };
+
 class TensorView {
  public:
   TensorView() = default;
   // `what` names the argument in error messages ("query", "slot_mapping").
   // With need_data false a NULL data pointer is accepted (supports()).
-  TensorView(const kvq_tensor* t, const char* what, bool need_data = true);
+  // `space` is the instance's memory space (default: host memory only).
+  TensorView(const kvq_tensor* t, const char* what, bool need_data = true,
+             const MemorySpace& space = {}, Placement placement = Placement::kPluginMemory);
 
   bool present() const { return present_; }
+  // What the plugin computes on: a host address when host_accessible(),
+  // else the device address (only device code may read it).
   void* data() const { return data_; }
+  bool on_device() const { return on_device_; }
+  bool host_accessible() const { return host_accessible_; }
+  int64_t span_bytes() const { return span_bytes_; }  // bytes from data() to the last element
   int32_t dtype() const { return dtype_; }
   int32_t ndim() const { return ndim_; }
   int64_t dim(int i) const { return shape_[static_cast<size_t>(i)]; }
@@ -46,6 +60,9 @@ class TensorView {
 
  private:
   bool present_ = false;
+  bool on_device_ = false;
+  bool host_accessible_ = true;
+  int64_t span_bytes_ = 0;
   void* data_ = nullptr;
   int32_t dtype_ = 0;
   int32_t ndim_ = 0;
@@ -56,6 +73,13 @@ class TensorView {
 };
 
 // An optional tensor: NULL pointer -> !present().
-TensorView optional_view(const kvq_tensor* t, const char* what, bool need_data = true);
+TensorView optional_view(const kvq_tensor* t, const char* what, bool need_data = true,
+                         const MemorySpace& space = {},
+                         Placement placement = Placement::kPluginMemory);
+
+// The n leading integers of a 1-D I32/I64 tensor, downloaded first when it
+// lives in device memory (ordered after `stream`'s work).
+std::vector<int64_t> read_integers(const TensorView& t, int64_t n, const MemorySpace& space,
+                                   kvq_stream* stream);
 
 }  // namespace kvq::sdk

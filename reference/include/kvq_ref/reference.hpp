@@ -43,6 +43,12 @@ struct AttentionProblem {
   double softcap = 0.0;                  // 0 = none
   std::vector<double> alibi_slopes;      // [num_heads] or empty
   std::vector<double> sinks;             // [num_heads] or empty
+  // The fp8-query path (spec/triton_sim.md §4): the numerator's
+  // probabilities exp(s - m) are rounded to e4m3 before the P·V product, with
+  // m the row's maximum over its keys (sinks excluded); the denominator sums
+  // them unrounded. Matches a kernel whose running maximum is final from the
+  // first key tile on (a test keeps every row within one tile).
+  bool round_p_e4m3 = false;
 };
 
 // Causal (bottom-right aligned) GQA attention in float64.
