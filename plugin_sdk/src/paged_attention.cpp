@@ -448,9 +448,14 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
   };
 
   // Decode tasks over a paged cache stream each cache block once for all KV
-  // heads (kernel.decode), when the kernels have a codec for the format.
+  // heads (kernel.decode), when the kernels have a codec for the format. The
+  // kernel indexes the cache and the block table's host copy directly, so a
+  // cache or table in device memory (ABI 1.1; empty block_table) keeps the
+  // source's own accessors.
   PagedRows paged;
-  const bool stream_decode = !o.quantize_p_e4m3 && !b.cache.keys_only() && kv.paged_rows(&paged);
+  const bool stream_decode = !o.quantize_p_e4m3 && !b.cache.keys_only() &&
+                             b.cache.host_accessible() && !b.block_table.empty() &&
+                             kv.paged_rows(&paged);
   std::vector<float> k_scales, v_scales;
   if (stream_decode)
     for (int64_t g = 0; g < hkv; ++g) {

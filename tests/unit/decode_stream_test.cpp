@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -38,6 +39,24 @@ struct Features {
 // Sequences of one decode token each: a short one (less than a step), one
 // ending mid-block, and long ones that split across threads.
 const std::vector<Seq> kSeqs = {{1, 7}, {1, 50}, {1, 1201}, {1, 700}};
+
+// A level forced with KVQ_SIMD that this CPU lacks falls back to another:
+// that run would not test the forced level's codecs, so the test is skipped,
+// saying so. Empty when the forced level (or none) runs.
+std::string forced_level_missing() {
+  const char* forced = std::getenv("KVQ_SIMD");
+  if (forced == nullptr || *forced == '\0') return {};
+  Plugin p(triton_plugin_path());
+  kvq_plugin_info info{};
+  info.struct_size = KVQ_PLUGIN_INFO_SIZE;
+  check(p.take(p.api().get_info(p.instance(), &info)), "get_info");
+  if (std::string(info.simd_level) == forced) return {};
+  return std::string("KVQ_SIMD=") + forced + " but this CPU has no such level (the plugin runs " +
+         info.simd_level + ")";
+}
+
+#define KVQ_SKIP_IF_LEVEL_MISSING() \
+  if (const std::string why = forced_level_missing(); !why.empty()) GTEST_SKIP() << why
 
 float f32_at(const unsigned char* p) {
   float f;
@@ -152,6 +171,7 @@ const std::vector<Shape> kShapes = {
 class DecodeStream : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DecodeStream, ShapesAndThreads) {
+  KVQ_SKIP_IF_LEVEL_MISSING();
   for (const Shape& s : kShapes)
     for (int threads : {1, 3}) {
       SCOPED_TRACE(::testing::Message() << s.hq << "/" << s.hkv << " d " << s.d << " block "
@@ -161,6 +181,7 @@ TEST_P(DecodeStream, ShapesAndThreads) {
 }
 
 TEST_P(DecodeStream, AlibiSinksSoftcapWindow) {
+  KVQ_SKIP_IF_LEVEL_MISSING();
   Features f;
   f.alibi = f.sinks = true;
   f.softcap = 20.0;
@@ -203,6 +224,7 @@ void check_c8(const asc::Scales& scales, int threads) {
 }
 
 TEST(DecodeStreamC8, SymmetricChannels) {
+  KVQ_SKIP_IF_LEVEL_MISSING();
   for (int threads : {1, 3}) {
     SCOPED_TRACE(threads);
     asc::Scales s = asc::random_scales(8 * 128, 31, 0.01, 0.03);
@@ -212,6 +234,7 @@ TEST(DecodeStreamC8, SymmetricChannels) {
 }
 
 TEST(DecodeStreamC8, OffsetChannels) {
+  KVQ_SKIP_IF_LEVEL_MISSING();
   for (int threads : {1, 3}) {
     SCOPED_TRACE(threads);
     check_c8(asc::random_scales(8 * 128, 32, 0.02, 0.06, 6.0), threads);
