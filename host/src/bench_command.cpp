@@ -116,8 +116,13 @@ struct Options {
   bool quick = false;
   std::filesystem::path plugin_dir;
   std::string filter;  // substring of "kind mode" a row must contain
+  std::string shape;   // substring of the case's shape ("1 seq x 16384 keys")
+  std::string heads;   // "Q/KV": only that head layout
   std::vector<int> threads{1, 2};
   std::optional<double> min_seconds;
+  // Cache pool per (mode, head layout) in MiB; a small pool keeps a case's
+  // K/V in the caches (compute-bound speed) instead of coming from DRAM.
+  std::optional<size_t> pool_mib;
 };
 
 int positive_int(const std::string& option, const std::string& text) {
@@ -145,6 +150,10 @@ Options parse(const std::vector<std::string>& args) {
       o.plugin_dir = value();
     } else if (a == "--filter") {
       o.filter = value();
+    } else if (a == "--shape") {
+      o.shape = value();
+    } else if (a == "--heads") {
+      o.heads = value();
     } else if (a == "--threads") {
       o.threads.clear();
       std::string list = value();
@@ -153,6 +162,8 @@ Options parse(const std::vector<std::string>& args) {
         o.threads.push_back(positive_int(a, list.substr(p, comma - p)));
         p = comma + 1;
       }
+    } else if (a == "--pool-mib") {
+      o.pool_mib = static_cast<size_t>(positive_int(a, value()));
     } else if (a == "--min-time") {
       const std::string v = value();
       try {
@@ -212,6 +223,7 @@ Layer make_layer(const Plugin& plugin, const ModeSpec& mode, const Gqa& gqa) {
 struct Pool {
   std::unique_ptr<KvCacheBuffer> cache;
   int64_t blocks = 0, bytes_per_block = 0;
+  int64_t rotation = 0;        // blocks the copies of a case rotate through
   std::vector<int32_t> order;  // a fixed random permutation of the blocks
 };
 
@@ -222,6 +234,7 @@ Pool make_pool(const Plugin& plugin, Layer& layer, const Gqa& gqa, const Sizes& 
   const int64_t largest = s.many_seqs * s.ctx_long / kBlockSize;
   const auto by_bytes = static_cast<int64_t>(s.pool_bytes / static_cast<size_t>(g.bytes_per_block));
   pool.blocks = std::max(largest, by_bytes);
+  pool.rotation = std::max<int64_t>(1, by_bytes);
   pool.cache = std::make_unique<KvCacheBuffer>(plugin, pool.blocks, g);
   layer.cache_init(pool.cache->tensor());
 
@@ -305,7 +318,7 @@ AttentionRun make_attention(const CaseSpec& c, const Gqa& gqa, const Pool& pool)
         r.qsl.as<int32_t>()[s] + static_cast<int32_t>(seqs[static_cast<size_t>(s)].q_len);
     r.seq_lens.as<int32_t>()[s] = static_cast<int32_t>(seqs[static_cast<size_t>(s)].seq_len);
   }
-  const int64_t copies = std::max<int64_t>(1, pool.blocks / blocks);
+  const int64_t copies = std::max<int64_t>(1, std::min(pool.blocks, pool.rotation) / blocks);
   for (int64_t copy = 0; copy < copies; ++copy) {
     HostTensor t(KVQ_DTYPE_I32, {num_seqs, max_blocks});
     std::fill_n(t.as<int32_t>(), t.num_elements(), 0);
@@ -343,7 +356,7 @@ WriteRun make_write(const CaseSpec& c, const Gqa& gqa, const Pool& pool) {
   fill_bf16(r.value, 5);
   r.bytes = static_cast<double>(2 * c.q_len * gqa.kv_heads * kHeadSize * 2);  // bf16 K and V
   const int64_t blocks = (c.q_len + kBlockSize - 1) / kBlockSize;
-  const int64_t copies = std::max<int64_t>(1, pool.blocks / blocks);
+  const int64_t copies = std::max<int64_t>(1, std::min(pool.blocks, pool.rotation) / blocks);
   for (int64_t copy = 0; copy < copies; ++copy) {
     HostTensor s(KVQ_DTYPE_I64, {c.q_len});
     for (int64_t t = 0; t < c.q_len; ++t)
@@ -437,7 +450,11 @@ void print_table(std::ostream& out, std::vector<Row> rows, const std::vector<Cas
 
 int command_bench(const std::vector<std::string>& args, std::ostream& out) {
   const Options o = parse(args);
-  const Sizes& s = o.quick ? kQuick : kFull;
+  Sizes s = o.quick ? kQuick : kFull;
+  if (o.pool_mib) {
+    s.pool_bytes = *o.pool_mib << 20;
+    s.flush_bytes = 0;
+  }
   const double min_seconds = o.min_seconds.value_or(s.min_seconds);
   const std::vector<CaseSpec> cs = cases(s);
   // A filter that matches nothing would print an empty table and exit 0.
@@ -472,29 +489,35 @@ int command_bench(const std::vector<std::string>& args, std::ostream& out) {
                info.cpu_features);
   }
 
-  std::map<int, double> bandwidth;  // bytes/s the kernels are compared with
+  // The read loop is built for the kernels' SIMD level (see memory_bandwidth.hpp).
+  const ReadIsa isa = read_isa_for(plugin(kModes[0].library, o.threads[0]).info().simd_level);
+  std::map<int, double> bandwidth;  // bytes/s the kernels are compared with: the read
   fmt::print(out, "\n| threads | read GB/s | triad GB/s |\n|---:|---:|---:|\n");
   for (int t : o.threads) {
-    const Bandwidth b = measure_bandwidth(t, s.bandwidth_bytes, o.quick ? 2 : 5);
-    bandwidth[t] = std::max(b.read, b.triad);
+    const Bandwidth b = measure_bandwidth(t, s.bandwidth_bytes, o.quick ? 2 : 5, isa);
+    bandwidth[t] = b.read;
     fmt::print(out, "| {} | {:.1f} | {:.1f} |\n", t, b.read / 1e9, b.triad / 1e9);
   }
   fmt::print(out,
-             "\nbw = max(read, triad) at the same thread count; heads of size {}, block {}, "
-             "bf16 queries; decode KV MB = every stored K/V byte of the context; write GB/s = "
-             "bf16 K/V input.\n\n",
-             kHeadSize, kBlockSize);
+             "\nread: {} loop, 8 register accumulators, best of {} over {} MiB; triad: a = b + "
+             "s*c over 3 arrays (2 read + 1 written, counted as 3). of bw = GB/s / read at the "
+             "same thread count; heads of size {}, block {}, bf16 queries; decode KV MB = every "
+             "stored K/V byte of the context; write GB/s = bf16 K/V input.\n\n",
+             read_isa_name(isa), o.quick ? 2 : 5, s.bandwidth_bytes >> 20, kHeadSize, kBlockSize);
   out.flush();
 
   std::vector<unsigned char> flush(s.flush_bytes);
   std::vector<Row> rows;
   for (size_t gi = 0; gi < std::size(kGqas); ++gi) {
+    if (!o.heads.empty() && o.heads != fmt::format("{}/{}", kGqas[gi].heads, kGqas[gi].kv_heads))
+      continue;
     for (size_t mi = 0; mi < std::size(kModes); ++mi) {
       const ModeSpec& mode = kModes[mi];
       const auto wanted = [&](const CaseSpec& c) {
-        return o.filter.empty() ||
-               fmt::format("{} {}", kind_name(c.kind), mode.label).find(o.filter) !=
-                   std::string::npos;
+        return (o.filter.empty() ||
+                fmt::format("{} {}", kind_name(c.kind), mode.label).find(o.filter) !=
+                    std::string::npos) &&
+               (o.shape.empty() || case_shape(c).find(o.shape) != std::string::npos);
       };
       if (std::none_of(cs.begin(), cs.end(), wanted)) continue;
       std::vector<Layer> layers;

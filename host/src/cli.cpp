@@ -38,7 +38,8 @@ commands:
   inspect PLUGIN.so
         Load and negotiate a plugin; print its version, CPU level, backends,
         KV modes and quantization schemes.
-  bench [--quick] [--filter TEXT] [--threads N,...] [--plugin-dir DIR]
+  bench [--quick] [--filter TEXT] [--shape TEXT] [--heads Q/KV] [--threads N,...]
+        [--min-time S] [--pool-mib N] [--plugin-dir DIR]
         Measure the machine's read bandwidth, then every attention and cache-write
         kernel of the plugins in lib/ next to kvq; print one table (bench/RESULTS.md).
   conform PLUGIN.so...

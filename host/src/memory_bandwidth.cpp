@@ -9,13 +9,84 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace kvq::host {
 namespace {
 
-// 64-byte vectors (GCC vector extensions): the compiler uses the widest
-// loads of the baseline ISA, so the loops are bound by memory, not issue.
-using U64x8 = uint64_t __attribute__((vector_size(64)));
+// 64-byte vectors (GCC vector extensions) for the triad: the compiler uses
+// the widest stores and loads of the baseline ISA.
 using F64x8 = double __attribute__((vector_size(64)));
+
+// The read loops: eight independent accumulators held in registers (so the
+// loads, not the latency of the adds, set the pace), one per SIMD level.
+// Each sums 64-bit lanes over [p, p + bytes), bytes a multiple of 512.
+uint64_t read_baseline(const unsigned char* p, size_t bytes) {
+#if defined(__SSE2__)
+  __m128i a[8];
+  for (__m128i& x : a) x = _mm_setzero_si128();
+  for (size_t i = 0; i < bytes; i += 128)
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k)
+      a[k] = _mm_add_epi64(a[k], _mm_load_si128(reinterpret_cast<const __m128i*>(p + i) + k));
+  for (int k = 1; k < 8; ++k) a[0] = _mm_add_epi64(a[0], a[k]);
+  uint64_t lanes[2];
+  std::memcpy(lanes, &a[0], 16);
+  return lanes[0] + lanes[1];
+#else
+  uint64_t a[8] = {};
+  for (size_t i = 0; i < bytes; i += 64)
+    for (int k = 0; k < 8; ++k) {
+      uint64_t x;
+      std::memcpy(&x, p + i + 8 * k, 8);
+      a[k] += x;
+    }
+  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+#endif
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t read_avx2(const unsigned char* p, size_t bytes) {
+  __m256i a[8];
+  for (__m256i& x : a) x = _mm256_setzero_si256();
+  for (size_t i = 0; i < bytes; i += 256)
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k)
+      a[k] = _mm256_add_epi64(a[k], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i) + k));
+  for (int k = 1; k < 8; ++k) a[0] = _mm256_add_epi64(a[0], a[k]);
+  uint64_t lanes[4];
+  std::memcpy(lanes, &a[0], 32);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+__attribute__((target("avx512f"))) uint64_t read_avx512(const unsigned char* p, size_t bytes) {
+  __m512i a[8];
+  for (__m512i& x : a) x = _mm512_setzero_si512();
+  for (size_t i = 0; i < bytes; i += 512)
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) a[k] = _mm512_add_epi64(a[k], _mm512_load_si512(p + i + 64 * k));
+  for (int k = 1; k < 8; ++k) a[0] = _mm512_add_epi64(a[0], a[k]);
+  uint64_t lanes[8];
+  std::memcpy(lanes, &a[0], 64);
+  uint64_t total = 0;
+  for (uint64_t x : lanes) total += x;
+  return total;
+}
+#endif
+
+uint64_t read_sum(ReadIsa isa, const unsigned char* p, size_t bytes) {
+#if defined(__x86_64__)
+  if (isa == ReadIsa::kAvx512) return read_avx512(p, bytes);
+  if (isa == ReadIsa::kAvx2) return read_avx2(p, bytes);
+#else
+  (void)isa;
+#endif
+  return read_baseline(p, bytes);
+}
 
 struct FreeDeleter {
   void operator()(void* p) const noexcept { std::free(p); }
@@ -46,35 +117,45 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-Bandwidth measure_bandwidth(int threads, size_t bytes, int repeats) {
+const char* read_isa_name(ReadIsa isa) {
+  switch (isa) {
+    case ReadIsa::kAvx512: return "avx512";
+    case ReadIsa::kAvx2: return "avx2";
+    case ReadIsa::kBaseline: break;
+  }
+  return "baseline";
+}
+
+ReadIsa read_isa_for(const std::string& simd_level) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (simd_level == "avx512" && __builtin_cpu_supports("avx512f")) return ReadIsa::kAvx512;
+  if ((simd_level == "avx512" || simd_level == "avx2") && __builtin_cpu_supports("avx2"))
+    return ReadIsa::kAvx2;
+#else
+  (void)simd_level;
+#endif
+  return ReadIsa::kBaseline;
+}
+
+Bandwidth measure_bandwidth(int threads, size_t bytes, int repeats, ReadIsa isa) {
   threads = std::max(1, threads);
   Bandwidth out;
   {
-    const size_t n = bytes / sizeof(U64x8);
-    Buffer buf = allocate(n * sizeof(U64x8));
-    auto* p = reinterpret_cast<U64x8*>(buf.get());
-    parallel(threads, n, [p](size_t b, size_t e) {
-      std::memset(static_cast<void*>(p + b), 1, (e - b) * sizeof(U64x8));
-    });
+    constexpr size_t kUnit = 512;  // bytes per iteration of the widest read loop
+    const size_t n = bytes / kUnit;
+    Buffer buf = allocate(n * kUnit);
+    unsigned char* p = buf.get();
+    parallel(threads, n,
+             [p](size_t b, size_t e) { std::memset(p + b * kUnit, 1, (e - b) * kUnit); });
     std::atomic<uint64_t> sink{0};  // an atomic add the compiler cannot drop
     for (int r = 0; r < repeats; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
       parallel(threads, n, [&, p](size_t b, size_t e) {
-        // Two accumulators: enough independent adds to keep loads in flight.
-        U64x8 s0{}, s1{};
-        size_t i = b;
-        for (; i + 1 < e; i += 2) {
-          s0 += p[i];
-          s1 += p[i + 1];
-        }
-        if (i < e) s0 += p[i];
-        s0 += s1;
-        uint64_t total = 0;
-        for (int l = 0; l < 8; ++l) total += s0[l];
-        sink.fetch_add(total, std::memory_order_relaxed);
+        sink.fetch_add(read_sum(isa, p + b * kUnit, (e - b) * kUnit), std::memory_order_relaxed);
       });
       const double t = seconds_since(t0);
-      out.read = std::max(out.read, static_cast<double>(n * sizeof(U64x8)) / t);
+      out.read = std::max(out.read, static_cast<double>(n * kUnit) / t);
     }
   }
   {

@@ -9,6 +9,7 @@
 #include "kvq_sdk/paged_attention.hpp"
 
 #include <cstdint>
+#include <vector>
 
 namespace kvq::sdk::kernels {
 
@@ -70,12 +71,41 @@ inline int64_t scratch_floats(int64_t d, int64_t dv) {
   return kKeyTile * (d + dv);
 }
 
+// One decode task for the block-streaming kernel (decode_kernel_impl.inc):
+// the single query token of one sequence, for every KV head and all its
+// query heads, over keys [k_begin, k_end) of a paged cache whose blocks are
+// [2][block_size][heads][row_bytes] (K plane, then V plane). Every key of the
+// range is visible to every row (a decode's window is already in the range).
+struct DecodeTask {
+  int64_t heads = 0, group = 0, d = 0, dv = 0;  // KV heads; query rows per KV head
+  const float* q = nullptr;       // [heads * group][d], times softmax_scale * query scale
+  const float* slopes = nullptr;  // [heads * group] ALiBi slopes, or nullptr
+  int64_t alibi_origin = 0;       // bias = slope * (key - alibi_origin)
+  float softcap = 0.0f;           // 0 = none
+  int64_t k_begin = 0, k_end = 0;
+  const unsigned char* cache = nullptr;  // block 0
+  const int32_t* blocks = nullptr;       // the sequence's block table
+  int64_t block_size = 0, row_bytes = 0;
+  RowFormat format;
+  const float* k_scales = nullptr;  // [heads] per-tensor scales (not per-token-head)
+  const float* v_scales = nullptr;
+  ChannelVectors channels;  // per_channel: every KV head's vectors, [heads][d] / [heads][dv]
+  // Results: KV head h's rows are row0[h] .. row0[h] + group of m, l and acc ([rows][dv]).
+  float* m = nullptr;
+  float* l = nullptr;
+  float* acc = nullptr;
+  const int64_t* row0 = nullptr;
+};
+
 struct KernelSet {
   const char* name;
   // Folds one key tile into the rows' online softmax state.
   void (*tile)(const ItemRows& rows, const KeyTile& tile, float* scratch);
   // The kernels read ItemRows::q16 for int8 per-token-head rows when given.
   bool int16_query;
+  // Runs a whole decode task and returns true, or returns false (nothing
+  // written) when it has no codec for the task's format or head sizes.
+  bool (*decode)(const DecodeTask& task, std::vector<float>& scratch);
 };
 
 // The kernel set of the process's SIMD level (cpu.hpp: simd_choice()).

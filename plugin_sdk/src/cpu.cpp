@@ -29,6 +29,7 @@ std::string cpu_features() {
   add(__builtin_cpu_supports("avx512vl"), "avx512vl");
   add(__builtin_cpu_supports("avx512vnni"), "avx512_vnni");
   add(__builtin_cpu_supports("avx512bf16"), "avx512_bf16");
+  add(__builtin_cpu_supports("avx512vbmi"), "avx512_vbmi");
 #endif
   return out;
 }
@@ -74,8 +75,9 @@ bool simd_level_supported(SimdLevel level) {
   if (level == SimdLevel::kAvx2) return avx2;
   return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         // int8 Q·K and bf16 rounding (kernels_avx512.cpp)
-         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+         // int8 Q·K, bf16 rounding and e4m3 byte tables (kernels_avx512.cpp)
+         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16") &&
+         __builtin_cpu_supports("avx512vbmi");
 #else
   return false;
 #endif

@@ -5,10 +5,12 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace kvq::sdk::kernels {
 namespace avx2 {
@@ -53,6 +55,13 @@ struct V {
     _mm256_storeu_ps(
         out, _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31)));
   }
+  // Butterfly reductions (decode_kernel_impl.inc): the operands of one step,
+  // within each 128-bit lane [a0, a2, b0, b2] and [a1, a3, b1, b3]; across
+  // 128-bit lanes [a.lo, b.lo] and [a.hi, b.hi].
+  static Vec pair_lo_4(Vec a, Vec b) { return _mm256_shuffle_ps(a, b, 0x88); }
+  static Vec pair_hi_4(Vec a, Vec b) { return _mm256_shuffle_ps(a, b, 0xDD); }
+  static Vec pair_lo_128(Vec a, Vec b) { return _mm256_permute2f128_ps(a, b, 0x20); }
+  static Vec pair_hi_128(Vec a, Vec b) { return _mm256_permute2f128_ps(a, b, 0x31); }
   // expf to ~1 ulp (Cephes' range reduction and polynomial); inputs below
   // -87.33 (incl. -inf) give 0, where std::exp gives at most 1.2e-38.
   static Vec exp(Vec x) {
@@ -104,6 +113,15 @@ struct V {
     const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     return _mm256_cvtph_ps(_mm_slli_epi16(w, 8));
   }
+  // 8 unsigned 4-bit codes from 4 bytes, the even element in the low nibble.
+  static Vec from_u4(const unsigned char* p) {
+    int32_t four;
+    std::memcpy(&four, p, 4);
+    const __m128i b = _mm_cvtsi32_si128(four);
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
+    const __m256i sh = _mm256_srlv_epi32(w, _mm256_set_epi32(4, 0, 4, 0, 4, 0, 4, 0));
+    return _mm256_cvtepi32_ps(_mm256_and_si256(sh, _mm256_set1_epi32(15)));
+  }
   // Round to nearest even on the bits; NaN lanes stay NaN.
   static Vec round_bf16(Vec x) {
     const __m256i u = _mm256_castps_si256(x);
@@ -116,15 +134,34 @@ struct V {
   static Vec round_f16(Vec x) {
     return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
+
+  // Group decoders of the decode codecs (decode_codecs.inc).
+  // bf16: 16 values at p, the even-indexed ones in out[0], the odd in out[1].
+  static constexpr bool kBf16Pairs = true;
+  static void bf16_pair(const unsigned char* p, Vec* out) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    out[0] = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    out[1] =
+        _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  }
+  static constexpr bool kVbmi = false;     // no e4m3 byte tables
+  static constexpr bool kU4Table = false;  // no int4 lookup (vpermps reads 3 index bits)
+  static constexpr bool kCvt2Bf16 = false;
 };
 
+// In this order: the tile kernel, the decode kernel using its helpers, the
+// decode codecs using both.
 #include "attention_kernel_impl.inc"
+
+#include "decode_kernel_impl.inc"
+
+#include "decode_codecs.inc"
 
 }  // namespace
 }  // namespace avx2
 
 const KernelSet& avx2_kernels() {
-  static constexpr KernelSet k{"avx2", avx2::tile, false};
+  static constexpr KernelSet k{"avx2", avx2::tile, false, avx2::decode};
   return k;
 }
 

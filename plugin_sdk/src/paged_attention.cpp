@@ -158,6 +158,7 @@ int32_t encoding_dtype(RowEncoding e) {
     case RowEncoding::kI8: return KVQ_DTYPE_I8;
     case RowEncoding::kE4M3: return KVQ_DTYPE_F8_E4M3FN;
     case RowEncoding::kE5M2: return KVQ_DTYPE_F8_E5M2;
+    case RowEncoding::kU4: return KVQ_DTYPE_U8;
   }
   return KVQ_DTYPE_F32;
 }
@@ -166,6 +167,17 @@ int32_t encoding_dtype(RowEncoding e) {
 // offset / channel_scale: the KV head's channel vectors (per_channel only).
 void decode_format(const RowFormat& f, const unsigned char* row, int64_t n, float scale, float* out,
                    const float* offset = nullptr, const float* channel_scale = nullptr) {
+  if (f.encoding == RowEncoding::kU4) {
+    const int64_t bytes = (n + 1) / 2;
+    float s, zp;
+    std::memcpy(&s, row + bytes, 4);
+    std::memcpy(&zp, row + bytes + 4, 4);
+    for (int64_t i = 0; i < n; ++i) {
+      const unsigned code = i % 2 == 0 ? (row[i / 2] & 0x0Fu) : (row[i / 2] >> 4);
+      out[i] = (static_cast<float>(code) - zp) * s;
+    }
+    return;
+  }
   const int32_t dt = encoding_dtype(f.encoding);
   const int64_t es = dtype_size(dt);
   if (f.per_channel) {
@@ -286,6 +298,16 @@ void PagedKvSource::rows(int64_t seq, int64_t first, int64_t n, int64_t kv_head,
     }
     i += run;
   }
+}
+
+bool PagedKvSource::paged_rows(PagedRows* out) const {
+  if (!direct_) return false;
+  out->batch = &batch_;
+  out->format = format_;
+  out->k_scales = &k_scales_;
+  out->v_scales = &v_scales_;
+  out->channels = channels_;
+  return true;
 }
 
 BatchKvSource::BatchKvSource(const ForwardBatch& batch) : batch_(batch) {
@@ -425,14 +447,80 @@ void paged_attention(const LayerConfig& c, const ForwardBatch& b, const KvSource
     const unsigned char* vrows[2][kKeyTile];
   };
 
+  // Decode tasks over a paged cache stream each cache block once for all KV
+  // heads (kernel.decode), when the kernels have a codec for the format. The
+  // kernel indexes the cache and the block table's host copy directly, so a
+  // cache or table in device memory (ABI 1.1; empty block_table) keeps the
+  // source's own accessors.
+  PagedRows paged;
+  const bool stream_decode = !o.quantize_p_e4m3 && !b.cache.keys_only() &&
+                             b.cache.host_accessible() && !b.block_table.empty() &&
+                             kv.paged_rows(&paged);
+  std::vector<float> k_scales, v_scales;
+  if (stream_decode)
+    for (int64_t g = 0; g < hkv; ++g) {
+      k_scales.push_back(scale_for(*paged.k_scales, g));
+      v_scales.push_back(scale_for(*paged.v_scales, g));
+    }
+  const auto run_decode = [&](const Task& task, std::vector<float>& q_rows,
+                              std::vector<int64_t>& row0, std::vector<float>& scratch) {
+    const WorkItem& w0 = items[task.first];
+    if (!stream_decode || task.heads != hkv || w0.q_end - w0.q_begin != 1) return false;
+    const SequenceSlice& q = b.seqs[static_cast<size_t>(w0.seq)];
+    const int64_t token = q.query_start + w0.q_begin;
+    const int64_t es = dtype_size(b.query.dtype()), st = b.query.stride(2);
+    q_rows.resize(static_cast<size_t>(hq * d + hq));  // queries, then slopes
+    float* slopes = q_rows.data() + hq * d;
+    for (int64_t h = 0; h < hq; ++h) {
+      const unsigned char* src = b.query.at({token, h, 0});
+      const float qs = scale * scale_for(o.query_scales, h);
+      for (int64_t c2 = 0; c2 < d; ++c2)
+        q_rows[static_cast<size_t>(h * d + c2)] =
+            load_float(b.query.dtype(), src + c2 * st * es) * qs;
+      if (has_alibi) std::memcpy(&slopes[h], b.alibi_slopes.at({h}), 4);
+    }
+    row0.resize(static_cast<size_t>(hkv));
+    for (int64_t g = 0; g < hkv; ++g)
+      row0[static_cast<size_t>(g)] =
+          items[task.first + static_cast<size_t>(g) * task.stride].out_slot;
+    const kvq_cache_geometry& geo = b.cache.geometry();
+    kernels::DecodeTask t;
+    t.heads = hkv;
+    t.group = group;
+    t.d = d;
+    t.dv = dv;
+    t.q = q_rows.data();
+    t.slopes = has_alibi ? slopes : nullptr;
+    t.alibi_origin = q.context_len;
+    t.softcap = o.softcap;
+    t.k_begin = w0.k_begin;
+    t.k_end = w0.k_end;
+    t.cache = b.cache.base();
+    t.blocks = &b.block_table[static_cast<size_t>(w0.seq * b.max_blocks)];
+    t.block_size = geo.block_size;
+    t.row_bytes = geo.row_bytes;
+    t.format = paged.format;
+    t.k_scales = k_scales.data();
+    t.v_scales = v_scales.data();
+    t.channels = paged.channels;
+    t.m = maxes.data();
+    t.l = sums.data();
+    t.acc = acc.data();
+    t.row0 = row0.data();
+    return kernel.decode(t, scratch);
+  };
+
 #pragma omp parallel num_threads(o.num_threads)
   {
     std::vector<HeadState> heads(static_cast<size_t>(hkv));
     std::vector<float> kbuf, vbuf;
     std::vector<float> scratch(static_cast<size_t>(kernels::scratch_floats(d, dv)));
+    std::vector<float> decode_q, decode_scratch;
+    std::vector<int64_t> decode_rows;
 #pragma omp for schedule(dynamic, 1)
     for (size_t ti = 0; ti < tasks.size(); ++ti) {
       const Task& task = tasks[ti];
+      if (run_decode(task, decode_q, decode_rows, decode_scratch)) continue;
       for (int64_t hh = 0; hh < task.heads; ++hh) {
         const WorkItem& w = items[task.first + static_cast<size_t>(hh) * task.stride];
         const SequenceSlice& q = b.seqs[static_cast<size_t>(w.seq)];

@@ -122,15 +122,4 @@ void quantize_row_int4(const float* x, int64_t n, unsigned char* row) {
   std::memcpy(row + bytes + 4, &zp, 4);
 }
 
-void decode_row_int4(const unsigned char* row, int64_t n, float, float* out) {
-  const int64_t bytes = (n + 1) / 2;
-  float scale, zp;
-  std::memcpy(&scale, row + bytes, 4);
-  std::memcpy(&zp, row + bytes + 4, 4);
-  for (int64_t i = 0; i < n; ++i) {
-    const unsigned q = i % 2 == 0 ? (row[i / 2] & 0x0Fu) : (row[i / 2] >> 4);
-    out[i] = (static_cast<float>(q) - zp) * scale;
-  }
-}
-
 }  // namespace kvq::triton

@@ -17,8 +17,7 @@ void quantize_row_fp8(const float* x, int64_t n, unsigned char* row);
 // two nibbles per byte, even index in the low nibble. The row is
 // [n/2 bytes of nibbles][fp32 scale][fp32 zero point].
 void quantize_row_int4(const float* x, int64_t n, unsigned char* row);
+// Read in place by the SDK's kernels (RowEncoding::kU4): (q - zp) * scale.
 int64_t int4_row_bytes(int64_t head_size);
-// RowDecoder for INT4 rows: (q - zp) * scale.
-void decode_row_int4(const unsigned char* row, int64_t n, float unused, float* out);
 
 }  // namespace kvq::triton

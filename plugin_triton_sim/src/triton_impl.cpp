@@ -158,7 +158,9 @@ void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
       return;
     }
     case KvMode::kInt4PerTokenHead:
-      sdk::paged_attention(c, b, sdk::PagedKvSource(b, decode_row_int4, decode_row_int4), o);
+      // Read in place (nibbles, then the row's scale and zero point).
+      sdk::paged_attention(c, b, sdk::PagedKvSource(b, sdk::RowFormat{sdk::RowEncoding::kU4, true}),
+                           o);
       return;
     case KvMode::kFp8PerTensor: break;
     case KvMode::kNone: sdk::fail(KVQ_ERR_INTERNAL, "unquantized mode in QuantizedImpl");

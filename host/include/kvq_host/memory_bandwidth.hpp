@@ -4,8 +4,19 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace kvq::host {
+
+// The instruction set of the read loop. The attention kernels are compared
+// with what their own SIMD level can stream, so the loop is built for that
+// level (a baseline-ISA loop reads less per instruction and understates the
+// bandwidth a wider kernel can reach).
+enum class ReadIsa { kBaseline, kAvx2, kAvx512 };
+const char* read_isa_name(ReadIsa isa);
+// The loop for a plugin's reported SIMD level ("avx512", "avx2", "portable"),
+// narrowed to what this CPU runs.
+ReadIsa read_isa_for(const std::string& simd_level);
 
 struct Bandwidth {
   double read = 0.0;   // bytes/s streamed by a pure read (sum) over the buffer
@@ -15,6 +26,7 @@ struct Bandwidth {
 // Best of `repeats` passes with `threads` threads over `bytes` in total
 // (the read buffer; the triad's three arrays together). Pages are touched by
 // the thread that later reads them, before timing.
-Bandwidth measure_bandwidth(int threads, size_t bytes, int repeats);
+Bandwidth measure_bandwidth(int threads, size_t bytes, int repeats,
+                            ReadIsa isa = ReadIsa::kBaseline);
 
 }  // namespace kvq::host

@@ -14,6 +14,9 @@
 // online softmax, P·V) runs in kernels compiled for AVX-512, AVX2+FMA and
 // portable C++, one chosen per process (cpu.hpp: simd_choice()). Sources in
 // a RowFormat are read in place: the kernels dequantize in registers.
+// Decode tasks on a paged cache (PagedRows) take a block-streaming kernel
+// instead, when it has a codec for the format: each cache block is read
+// once, front to back, for all KV heads and their query rows.
 #pragma once
 
 #include "kvq_sdk/batch.hpp"
@@ -33,7 +36,10 @@ struct LayerConfig;
 // rounded to bf16 or fp16 (fp8 per-tensor K/V for a bf16/fp16 query).
 // per_channel (Ascend C8, int8 only): element c of a KV head's row is
 // bf16(bf16(q - offset[c]) * scale[c]) with the source's channel vectors.
-enum class RowEncoding { kF32, kBF16, kF16, kI8, kE4M3, kE5M2 };
+// kU4 (per_token_head only): two unsigned 4-bit codes per byte, the even
+// element in the low nibble; the row's (n + 1) / 2 bytes are followed by an
+// fp32 scale and an fp32 zero point, value = (code - zero_point) * scale.
+enum class RowEncoding { kF32, kBF16, kF16, kI8, kE4M3, kE5M2, kU4 };
 struct RowFormat {
   RowEncoding encoding = RowEncoding::kF32;
   bool per_token_head = false;
@@ -54,6 +60,17 @@ struct ChannelVectors {
 // E4M3/E5M2 per-tensor), or INTERNAL for one the kernels cannot read.
 RowFormat row_format(int32_t element_dtype, bool per_token_head, int32_t round_to = 0);
 
+// A paged cache read in place, as kernels that stream whole cache blocks
+// (decode) see it: the batch's cache and block table, the row format and the
+// per-tensor scales (one value, or one per KV head).
+struct PagedRows {
+  const ForwardBatch* batch = nullptr;
+  RowFormat format;
+  const std::vector<float>* k_scales = nullptr;
+  const std::vector<float>* v_scales = nullptr;
+  ChannelVectors channels;  // per_channel: every KV head's vectors
+};
+
 class KvSource {
  public:
   virtual ~KvSource() = default;
@@ -73,6 +90,8 @@ class KvSource {
   // The K and V rows of keys [first, first + n) (direct sources only).
   virtual void rows(int64_t /*seq*/, int64_t /*first*/, int64_t /*n*/, int64_t /*kv_head*/,
                     const unsigned char** /*k*/, const unsigned char** /*v*/) const {}
+  // Direct sources over a paged cache: true, with the description above.
+  virtual bool paged_rows(PagedRows* /*out*/) const { return false; }
 };
 
 // Decodes n stored elements of one cache row into floats, times `scale`.
@@ -100,6 +119,7 @@ class PagedKvSource final : public KvSource {
   ChannelVectors channels(int64_t kv_head) const override;
   void rows(int64_t seq, int64_t first, int64_t n, int64_t kv_head, const unsigned char** k,
             const unsigned char** v) const override;
+  bool paged_rows(PagedRows* out) const override;
 
  private:
   float k_scale(int64_t kv_head) const;
