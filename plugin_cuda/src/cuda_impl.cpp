@@ -310,6 +310,9 @@ void CudaImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
   a.q_dtype = b.query.dtype();
   a.out_dtype = c.model_dtype;
   a.num_heads = c.num_heads;
+  // Key splits sized for the whole model's KV heads: a tensor-parallel rank
+  // gives its heads the bytes one device holding them all would (issue 16).
+  a.plan_kv_heads = c.num_kv_heads * std::max<int64_t>(1, c.tp_size);
   a.query = b.query.data();
   a.q_stride_token = b.query.stride(0);
   a.q_stride_head = b.query.stride(1);

@@ -48,9 +48,8 @@ WriteVerdict emu_cache_write(const WriteArgs& a) {
   const int64_t rows = a.num_tokens * a.layout.num_kv_heads;
   const auto grid = static_cast<unsigned>((rows + 7) / 8);
   const int64_t capacity = a.layout.num_blocks * a.layout.block_size;
-  kvq_emu::launch(Dim3{grid, 1, 1}, Dim3{256, 1, 1}, 0, [&] {
-    write_kernels::validate_kernel(a, capacity, detail::quantized(a.codec));
-  });
+  kvq_emu::launch(Dim3{grid, 1, 1}, Dim3{256, 1, 1}, 0,
+                  [&] { write_kernels::validate_kernel(a, capacity, detail::quantized(a.codec)); });
   kvq_emu::launch(Dim3{grid, 1, 1}, Dim3{256, 1, 1}, 0,
                   [&] { write_kernels::write_kernel(a, capacity); });
   return *a.verdict;
@@ -101,9 +100,10 @@ AttentionPlan emu_attention(const AttentionArgs& a, int num_sms, int occupancy) 
     if (pl.dp == 128) run_dp<128>(pl, p, a);
     if (pl.dp == 256) run_dp<256>(pl, p, a);
     if (pl.pub.decode_splits > 1 || pl.pub.prefill_splits > 1)
-      kvq_emu::launch(Dim3{static_cast<unsigned>(a.num_tokens * p.hq),
-                           static_cast<unsigned>((p.dv + attn::kMergeDims - 1) / attn::kMergeDims), 1},
-                      Dim3{attn::kMergeThreads, 1, 1}, 0, [&] { attn::merge_kernel(p); });
+      kvq_emu::launch(
+          Dim3{static_cast<unsigned>(a.num_tokens * p.hq),
+               static_cast<unsigned>((p.dv + attn::kMergeDims - 1) / attn::kMergeDims), 1},
+          Dim3{attn::kMergeThreads, 1, 1}, 0, [&] { attn::merge_kernel(p); });
   }
   if (a.verdict != nullptr) kvq_emu::launch(Dim3{}, Dim3{}, 0, [&] { attn::verdict_kernel(p); });
   return pl.pub;
@@ -141,7 +141,8 @@ void run_case(const CaseSpec& spec, int num_sms, int occupancy, bool eager) {
   ASSERT_EQ(cache, hc.expected_cache) << "cache bytes differ from the host codecs";
 
   const int64_t oes = check::element_size(spec.model_dtype);
-  std::vector<unsigned char> out(static_cast<size_t>(std::max<int64_t>(1, hc.num_tokens) * spec.hq * spec.dv * oes), 0xFF);
+  std::vector<unsigned char> out(
+      static_cast<size_t>(std::max<int64_t>(1, hc.num_tokens) * spec.hq * spec.dv * oes), 0xFF);
   AttentionVerdict av{};
   AttentionArgs a{};
   a.codec = spec.codec;
@@ -198,7 +199,8 @@ void run_case(const CaseSpec& spec, int num_sms, int occupancy, bool eager) {
   for (size_t ri = 0; ri < rows.size(); ++ri)
     for (int i = 0; i < spec.dv; ++i) {
       const double r = ref[ri * spec.dv + i];
-      const double gv = check::output_value(spec.model_dtype, &out[static_cast<size_t>((rows[ri] * spec.dv + i) * oes)]);
+      const double gv = check::output_value(
+          spec.model_dtype, &out[static_cast<size_t>((rows[ri] * spec.dv + i) * oes)]);
       const double err = std::isfinite(gv) ? std::fabs(gv - r) : INFINITY;
       const double ratio = err / (tol * vmax + check::ulp_of(spec.model_dtype, r));
       if (!(ratio <= max_ratio)) {
@@ -232,26 +234,81 @@ CaseSpec make(std::string name, Codec c, int hq, int hkv, int d, std::vector<Seq
 const std::vector<SeqSpec> kMixed = {{1, 150}, {2, 37}, {19, 90}, {1, 17}};
 
 void both_plans(const CaseSpec& s) {
-  run_case(s, 132, 2, true);   // many SMs: key splits and the merge
-  run_case(s, 1, 1, false);    // one SM: no split, outputs written directly
+  run_case(s, 132, 2, true);  // many SMs: key splits and the merge
+  run_case(s, 1, 1, false);   // one SM: no split, outputs written directly
 }
 
 class EmuCodec : public ::testing::TestWithParam<Codec> {};
 
 TEST_P(EmuCodec, MixedBatch8x2d128) {
-  both_plans(make(std::string(check::codec_name(GetParam())) + " mixed 8/2 d128", GetParam(), 8, 2, 128, kMixed));
+  both_plans(make(std::string(check::codec_name(GetParam())) + " mixed 8/2 d128", GetParam(), 8, 2,
+                  128, kMixed));
 }
 INSTANTIATE_TEST_SUITE_P(AllCodecs, EmuCodec,
                          ::testing::Values(Codec::kBF16, Codec::kF16, Codec::kF32, Codec::kInt8Pth,
                                            Codec::kFp8Pth, Codec::kInt4Pth, Codec::kE4M3,
                                            Codec::kE5M2));
 
+// Tensor parallelism (issue 16): a rank holding half the heads must split
+// the keys as one device holding all of them, or its heads' outputs differ in
+// the last bits (the split changes the summation order). The planner sizes
+// the splits for plan_kv_heads, the model's KV heads.
+AttentionPlan plan_of(const HostCase& hc, int64_t plan_kv_heads) {
+  AttentionArgs a{};
+  a.codec = hc.spec.codec;
+  a.layout = hc.layout;
+  a.q_dtype = a.out_dtype = hc.spec.model_dtype;
+  a.num_heads = hc.spec.hq;
+  a.query = a.output = reinterpret_cast<void*>(uintptr_t{256});  // planned, never read
+  a.cache = reinterpret_cast<const unsigned char*>(uintptr_t{256});
+  a.block_table = hc.block_table.data();
+  a.query_start_loc = hc.qsl.data();
+  a.seq_lens = hc.seq_lens.data();
+  a.num_seqs = static_cast<int64_t>(hc.spec.seqs.size());
+  a.num_tokens = hc.num_tokens;
+  for (const SeqSpec& s : hc.spec.seqs) {
+    a.max_query_len = std::max<int64_t>(a.max_query_len, s.qlen);
+    a.max_seq_len = std::max<int64_t>(a.max_seq_len, s.seq_len);
+  }
+  a.softmax_scale = 0.125f;
+  a.plan_kv_heads = plan_kv_heads;
+  // Occupancy that depends on the CTA shape, as the real one does.
+  return attn::make_plan(
+             a, 132,
+             [](const Plan& pl, bool prefill) { return prefill ? 1 : std::max(1, 8 / pl.hc); })
+      .pub;
+}
+
+TEST(Emu, TensorParallelRanksSplitKeysAsOneDevice) {
+  const std::vector<std::vector<SeqSpec>> batches = {
+      kMixed, {{1, 4096}}, {{1, 900}, {1, 700}, {1, 1200}}, {{512, 4096}}, {{64, 2048}, {1, 300}}};
+  bool differs_without = false;
+  for (const auto& seqs : batches) {
+    for (Codec c : {Codec::kInt8Pth, Codec::kBF16}) {
+      const HostCase whole = check::build_case(make("tp whole", c, 16, 4, 128, seqs));
+      const HostCase half = check::build_case(make("tp half", c, 8, 2, 128, seqs));
+      const AttentionPlan one = plan_of(whole, 0), rank = plan_of(half, 4);
+      ASSERT_EQ(one.error, 0);
+      ASSERT_EQ(rank.error, 0);
+      EXPECT_EQ(rank.decode_splits, one.decode_splits) << seqs.size() << " sequences";
+      EXPECT_EQ(rank.prefill_splits, one.prefill_splits) << seqs.size() << " sequences";
+      const AttentionPlan alone = plan_of(half, 0);
+      differs_without |=
+          alone.decode_splits != one.decode_splits || alone.prefill_splits != one.prefill_splits;
+    }
+  }
+  EXPECT_TRUE(differs_without) << "the batches no longer show why plan_kv_heads exists";
+  const HostCase half = check::build_case(make("tp odd", Codec::kBF16, 8, 2, 128, kMixed));
+  EXPECT_NE(plan_of(half, 3).error, 0) << "plan_kv_heads must be a multiple of the KV heads";
+}
+
 TEST(Emu, Fp8Query) {
   for (Codec c : {Codec::kE4M3, Codec::kE5M2}) {
     CaseSpec s = make(std::string(check::codec_name(c)) + " fp8-query mixed", c, 8, 2, 128, kMixed);
     s.q_dtype = 6;
     both_plans(s);
-    s = make(std::string(check::codec_name(c)) + " fp8-query per-head 4/4 d64", c, 4, 4, 64, kMixed);
+    s = make(std::string(check::codec_name(c)) + " fp8-query per-head 4/4 d64", c, 4, 4, 64,
+             kMixed);
     s.q_dtype = 6;
     s.per_head_scales = true;
     run_case(s, 132, 2, true);
@@ -265,10 +322,15 @@ TEST(Emu, HeadLayoutsAndSizes) {
     run_case(make(n + " 5/1 d256", c, 5, 1, 256, kMixed), 1, 1, false);
     run_case(make(n + " 16/8 d128 (hc 8)", c, 16, 8, 128, {{1, 70}, {4, 50}}), 132, 2, false);
   }
-  run_case(make("int8_pth 24/12 d128 (2 head groups)", Codec::kInt8Pth, 24, 12, 128, {{1, 300}, {2, 33}}), 132, 2, false);
-  run_case(make("bf16 16/8 d128 (hc 4)", Codec::kBF16, 16, 8, 128, {{1, 300}, {1, 40}}), 132, 2, true);
-  run_case(make("int8_pth 16/1 (16 rows: prefill path)", Codec::kInt8Pth, 16, 1, 128, {{1, 99}}), 132, 2, true);
-  run_case(make("bf16 10/2 d256 decodes", Codec::kBF16, 10, 2, 256, {{1, 300}, {1, 33}}), 132, 2, true);
+  run_case(make("int8_pth 24/12 d128 (2 head groups)", Codec::kInt8Pth, 24, 12, 128,
+                {{1, 300}, {2, 33}}),
+           132, 2, false);
+  run_case(make("bf16 16/8 d128 (hc 4)", Codec::kBF16, 16, 8, 128, {{1, 300}, {1, 40}}), 132, 2,
+           true);
+  run_case(make("int8_pth 16/1 (16 rows: prefill path)", Codec::kInt8Pth, 16, 1, 128, {{1, 99}}),
+           132, 2, true);
+  run_case(make("bf16 10/2 d256 decodes", Codec::kBF16, 10, 2, 256, {{1, 300}, {1, 33}}), 132, 2,
+           true);
 }
 
 TEST(Emu, Features) {
@@ -320,7 +382,8 @@ TEST(Emu, OddShapesAndDtypes) {
 TEST(Emu, KeySplitsAndMerge) {
   const std::vector<SeqSpec> seqs = {{1, 1300}, {20, 1500}, {2, 700}};
   for (Codec c : {Codec::kInt8Pth, Codec::kBF16, Codec::kInt4Pth}) {
-    CaseSpec s = make(std::string(check::codec_name(c)) + " splits sinks alibi", c, 8, 2, 128, seqs);
+    CaseSpec s =
+        make(std::string(check::codec_name(c)) + " splits sinks alibi", c, 8, 2, 128, seqs);
     s.sinks = s.alibi = true;
     both_plans(s);
   }
@@ -342,15 +405,29 @@ TEST(Emu, WriteRefusals) {
   auto k = hc.key_bytes, v = hc.value_bytes;
   auto put = [&](std::vector<unsigned char>& b, int64_t t, int h, int i, float x) {
     const uint16_t u = codec::float_to_bf16(x);
-    std::memcpy(&b[static_cast<size_t>((t * hc.kv_stride_token + h * hc.kv_stride_head + i) * 2)], &u, 2);
+    std::memcpy(&b[static_cast<size_t>((t * hc.kv_stride_token + h * hc.kv_stride_head + i) * 2)],
+                &u, 2);
   };
   put(k, 7, 2, 1, NAN);
   put(v, 7, 1, 5, INFINITY);
   put(k, 11, 0, 0, NAN);
   WriteVerdict wv{};
-  WriteArgs w{spec.codec, hc.layout, 3, k.data(), hc.kv_stride_token, hc.kv_stride_head, v.data(),
-              hc.kv_stride_token, hc.kv_stride_head, hc.slots.data(), hc.write_tokens, cache.data(),
-              nullptr, nullptr, 1, &wv};
+  WriteArgs w{spec.codec,
+              hc.layout,
+              3,
+              k.data(),
+              hc.kv_stride_token,
+              hc.kv_stride_head,
+              v.data(),
+              hc.kv_stride_token,
+              hc.kv_stride_head,
+              hc.slots.data(),
+              hc.write_tokens,
+              cache.data(),
+              nullptr,
+              nullptr,
+              1,
+              &wv};
   emu_cache_write(w);
   EXPECT_EQ(wv.code, 2);
   EXPECT_EQ(wv.token, 7);
@@ -373,7 +450,8 @@ TEST(Emu, BadBlockTableEntry) {
   std::vector<unsigned char> cache = hc.expected_cache;
   kvq_emu::clear_globals();
   kvq_emu::register_global(cache.data(), cache.size());
-  hc.block_table[hc.bt_stride + 1] = static_cast<int32_t>(hc.layout.num_blocks + 5);  // seq 1, entry 1
+  hc.block_table[hc.bt_stride + 1] =
+      static_cast<int32_t>(hc.layout.num_blocks + 5);  // seq 1, entry 1
   std::vector<unsigned char> out(static_cast<size_t>(2 * 8 * 128 * 2));
   AttentionVerdict av{};
   AttentionArgs a{};

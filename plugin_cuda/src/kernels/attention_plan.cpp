@@ -22,21 +22,11 @@ constexpr int kErrInvalidValue = 1, kErrMisalignedAddress = 716;
 bool select_kind(const AttentionArgs& a, Kind* k) {
   const int q = a.q_dtype, o = a.out_dtype;
   switch (a.codec) {
-    case Codec::kBF16:
-      *k = Kind::kBF16;
-      return q == kBF16;
-    case Codec::kF16:
-      *k = Kind::kF16;
-      return q == kF16 || q == kBF16;
-    case Codec::kInt8Pth:
-      *k = Kind::kI8;
-      return q == kF16 || q == kBF16;
-    case Codec::kFp8Pth:
-      *k = Kind::kP8;
-      return q == kF16 || q == kBF16;
-    case Codec::kInt4Pth:
-      *k = Kind::kI4;
-      return q == kF16 || q == kBF16;
+    case Codec::kBF16: *k = Kind::kBF16; return q == kBF16;
+    case Codec::kF16: *k = Kind::kF16; return q == kF16 || q == kBF16;
+    case Codec::kInt8Pth: *k = Kind::kI8; return q == kF16 || q == kBF16;
+    case Codec::kFp8Pth: *k = Kind::kP8; return q == kF16 || q == kBF16;
+    case Codec::kInt4Pth: *k = Kind::kI4; return q == kF16 || q == kBF16;
     case Codec::kE4M3:
     case Codec::kE5M2: {
       const bool e4 = a.codec == Codec::kE4M3;
@@ -83,6 +73,8 @@ int check_args(const AttentionArgs& a) {
   if (a.q_dtype == kE4M3 &&
       (a.q_scales == nullptr || (a.num_q_scales != 1 && a.num_q_scales != a.num_heads)))
     return kErrInvalidValue;
+  if (a.plan_kv_heads < 0 || (a.plan_kv_heads > 0 && a.plan_kv_heads % l.num_kv_heads != 0))
+    return kErrInvalidValue;
   if (reinterpret_cast<uintptr_t>(a.cache) % 16 != 0) return kErrMisalignedAddress;
   if (!(a.softmax_scale > 0.0f) || a.softcap < 0.0f || a.sliding_window < 0)
     return kErrInvalidValue;
@@ -104,8 +96,7 @@ Plan make_plan(const AttentionArgs& a, int num_sms, const OccupancyFn& occupancy
   if (!tc_ok) {
     pl.simt = true;
     pub.path = 1;
-    if (d > kSimtMaxD || dv > kSimtMaxD)
-      pub.error = kErrInvalidValue;
+    if (d > kSimtMaxD || dv > kSimtMaxD) pub.error = kErrInvalidValue;
     return pl;
   }
   pub.path = 0;
@@ -117,24 +108,33 @@ Plan make_plan(const AttentionArgs& a, int num_sms, const OccupancyFn& occupancy
   // Decode: the largest divisor of the KV heads (even CTAs) whose 16-token
   // stage fits the budget.
   const int nvs = pl.dp == 256 ? 2 : 1;
-  pl.hc = 1;
-  for (int hc = static_cast<int>(std::min<int64_t>(hkv, 8 / nvs)); hc >= 1; --hc) {
-    if (hkv % hc == 0 &&
-        2 * kStageKeys * decode_slot_bytes(hc, l.row_bytes) <= kDecodeStageBudget) {
-      pl.hc = hc;
-      break;
+  const auto decode_shape = [&](int64_t kv_heads, Plan* into) {
+    into->hc = 1;
+    for (int hc = static_cast<int>(std::min<int64_t>(kv_heads, 8 / nvs)); hc >= 1; --hc) {
+      if (kv_heads % hc == 0 &&
+          2 * kStageKeys * decode_slot_bytes(hc, l.row_bytes) <= kDecodeStageBudget) {
+        into->hc = hc;
+        break;
+      }
     }
-  }
-  pl.ngroups = static_cast<int>(ceil_div(hkv, pl.hc));
-  pl.dec_threads = 32 * pl.hc * nvs;
-  pl.dec_smem = 3 * 2 * kStageKeys * decode_slot_bytes(pl.hc, l.row_bytes);
+    into->ngroups = static_cast<int>(ceil_div(kv_heads, into->hc));
+    into->dec_threads = 32 * into->hc * nvs;
+    into->dec_smem = 3 * 2 * kStageKeys * decode_slot_bytes(into->hc, l.row_bytes);
+  };
+  decode_shape(hkv, &pl);
   pub.heads_per_cta = pl.hc;
+  // The split counts are sized for the model's KV heads (plan_kv_heads), not
+  // this rank's share: splitting changes the summation order, so a rank must
+  // split as one device holding every head would (same bytes per head).
+  const int64_t hkv_plan = a.plan_kv_heads > 0 ? a.plan_kv_heads : hkv;
+  Plan sizing = pl;
+  decode_shape(hkv_plan, &sizing);
   const int64_t key_span =
       a.sliding_window > 0 ? std::min<int64_t>(a.max_seq_len, a.sliding_window + a.max_query_len)
                            : a.max_seq_len;
   if (a.num_seqs > 0) {
-    const int occ = std::max(1, occupancy(pl, false));
-    const int64_t units = a.num_seqs * pl.ngroups;
+    const int occ = std::max(1, occupancy(sizing, false));
+    const int64_t units = a.num_seqs * sizing.ngroups;
     const int64_t cap = std::max<int64_t>(1, key_span / kDecodeMinKeysPerSplit);
     pub.decode_splits = static_cast<int32_t>(
         std::clamp<int64_t>(int64_t{num_sms} * occ / units, 1, std::min<int64_t>(cap, kMaxSplits)));
@@ -151,7 +151,7 @@ Plan make_plan(const AttentionArgs& a, int num_sms, const OccupancyFn& occupancy
     const int64_t pmax = std::min<int64_t>(a.num_seqs, a.num_tokens / qmin);
     pl.prefill_tiles = a.num_tokens * group / 64 + pmax + 1;
     const int occ = std::max(1, occupancy(pl, true));
-    const int64_t est = std::max<int64_t>(1, ceil_div(a.num_tokens * group, 64)) * hkv;
+    const int64_t est = std::max<int64_t>(1, ceil_div(a.num_tokens * group, 64)) * hkv_plan;
     const int64_t cap = std::max<int64_t>(1, key_span / kPrefillMinKeysPerSplit);
     pub.prefill_splits = static_cast<int32_t>(
         std::clamp<int64_t>(int64_t{num_sms} * occ / est, 1, std::min<int64_t>(cap, kMaxSplits)));
@@ -162,7 +162,8 @@ Plan make_plan(const AttentionArgs& a, int num_sms, const OccupancyFn& occupancy
   const int64_t pre_rows =
       pl.prefill && pub.prefill_splits > 1 ? pub.prefill_splits * a.num_tokens * a.num_heads : 0;
   pl.ws_prefill_base = dec_rows;
-  pub.workspace_bytes = (dec_rows + pre_rows) * partial_row_floats(dv) * static_cast<int64_t>(sizeof(float));
+  pub.workspace_bytes =
+      (dec_rows + pre_rows) * partial_row_floats(dv) * static_cast<int64_t>(sizeof(float));
   return pl;
 }
 
@@ -215,6 +216,5 @@ Params make_params(const AttentionArgs& a, const Plan& pl) {
   p.verdict = a.verdict;
   return p;
 }
-
 
 }  // namespace kvq::cuda::attn

@@ -18,14 +18,14 @@ namespace kvq::cuda {
 
 // How a cache stores its rows (spec/triton_sim.md §1-§2).
 enum class Codec : int32_t {
-  kF32 = 1,   // mode NONE, fp32 cache
-  kBF16,      // mode NONE, bf16 cache
-  kF16,       // mode NONE, fp16 cache
-  kE4M3,      // FP8_PER_TENSOR, e4m3fn elements (fp8, fp8_e4m3)
-  kE5M2,      // FP8_PER_TENSOR, e5m2 elements (fp8_e5m2)
-  kInt8Pth,   // int8_per_token_head: D int8 + fp32 scale per row
-  kFp8Pth,    // fp8_per_token_head: D e4m3 + fp32 scale per row
-  kInt4Pth,   // int4_per_token_head: (D+1)/2 nibble bytes + fp32 scale + fp32 zero point
+  kF32 = 1,  // mode NONE, fp32 cache
+  kBF16,     // mode NONE, bf16 cache
+  kF16,      // mode NONE, fp16 cache
+  kE4M3,     // FP8_PER_TENSOR, e4m3fn elements (fp8, fp8_e4m3)
+  kE5M2,     // FP8_PER_TENSOR, e5m2 elements (fp8_e5m2)
+  kInt8Pth,  // int8_per_token_head: D int8 + fp32 scale per row
+  kFp8Pth,   // fp8_per_token_head: D e4m3 + fp32 scale per row
+  kInt4Pth,  // int4_per_token_head: (D+1)/2 nibble bytes + fp32 scale + fp32 zero point
 };
 
 // One layer's cache: [num_blocks][2 (K,V)][block_size][num_kv_heads][row_bytes]
@@ -35,10 +35,10 @@ enum class Codec : int32_t {
 // must be 16-byte aligned (cudaMalloc gives 256).
 struct CacheLayout {
   int64_t num_blocks;
-  int64_t block_size;    // multiple of 16
+  int64_t block_size;  // multiple of 16
   int64_t num_kv_heads;
-  int64_t head_size;     // D (K rows)
-  int64_t head_size_v;   // Dv (V rows)
+  int64_t head_size;    // D (K rows)
+  int64_t head_size_v;  // Dv (V rows)
   int64_t row_bytes;
   int64_t bytes_per_block;  // 2 * block_size * num_kv_heads * row_bytes
 };
@@ -72,7 +72,7 @@ struct WriteArgs {
   int32_t in_dtype;  // dtype of key/value: 1 = F32, 2 = F16, 3 = BF16 (kvq dtype values)
   const void* key;   // device [num_tokens, num_kv_heads, head_size], element strides below
   int64_t key_stride_token, key_stride_head;  // in elements; the last dim is contiguous
-  const void* value;  // device [num_tokens, num_kv_heads, head_size_v]
+  const void* value;                          // device [num_tokens, num_kv_heads, head_size_v]
   int64_t value_stride_token, value_stride_head;
   const int64_t* slot_mapping;  // device [num_tokens]; < 0: padding token, nothing written
   int64_t num_tokens;
@@ -121,9 +121,9 @@ struct AttentionArgs {
   int64_t q_stride_token, q_stride_head;
   void* output;  // device [num_tokens, Hq, Dv]
   int64_t o_stride_token, o_stride_head;
-  const unsigned char* cache;   // device
-  const int32_t* block_table;   // device [num_seqs, block_table_stride]
-  int64_t block_table_stride;   // entries per row
+  const unsigned char* cache;      // device
+  const int32_t* block_table;      // device [num_seqs, block_table_stride]
+  int64_t block_table_stride;      // entries per row
   const int32_t* query_start_loc;  // device [num_seqs + 1], cumulative query tokens
   const int32_t* seq_lens;         // device [num_seqs], context + new tokens
   int64_t num_seqs;
@@ -133,9 +133,9 @@ struct AttentionArgs {
   // The caller guarantees 0 <= query_len <= seq_len per sequence and
   // seq_len <= block_table_stride * block_size (the CPU plugin checks these on
   // the host copies).
-  float softmax_scale;     // the scale itself (the caller resolves 0 -> 1/sqrt(D))
-  int64_t sliding_window;  // 0 = none; key j visible to position p when p - j < W
-  float softcap;           // 0 = none; s = c * tanh(s / c)
+  float softmax_scale;        // the scale itself (the caller resolves 0 -> 1/sqrt(D))
+  int64_t sliding_window;     // 0 = none; key j visible to position p when p - j < W
+  float softcap;              // 0 = none; s = c * tanh(s / c)
   const float* alibi_slopes;  // device [Hq] or nullptr; s += slope[h] * (j - (seq_len - query_len))
   const float* sinks;         // device [Hq] or nullptr; exp(sink - m) joins the denominator
   // FP8 per-tensor scales (device; ignored by other codecs). q_scales: 1 or Hq
@@ -148,19 +148,24 @@ struct AttentionArgs {
   float* workspace;  // device, attention_workspace_bytes() bytes (may be null when that is 0)
   int64_t workspace_bytes;
   AttentionVerdict* verdict;  // device or nullptr; zeroed by launch_attention
+  // The KV heads the split planner sizes the grid for: the model's
+  // (num_kv_heads x tp_size), so every rank of a tensor-parallel group splits
+  // the keys exactly as one device holding all heads would and its heads'
+  // outputs are the same bytes. 0 = num_kv_heads.
+  int64_t plan_kv_heads;
 };
 
 // How launch_attention will run a call (the same for the same shapes and
 // num_sms: results are deterministic). For logs and tests.
 struct AttentionPlan {
-  int32_t path;           // 0 tensor-core kernels, 1 fp32 SIMT kernel (fp32 query or
-                          // cache, head sizes not multiples of 4 or > 256, other dtype mixes)
-  int32_t padded_head;    // tensor-core path: 64, 128 or 256
-  int32_t decode_splits;  // key splits per decode sequence (query_len * Hq/Hkv <= 8)
-  int32_t prefill_splits; // key splits per prefill tile
-  int32_t heads_per_cta;  // KV heads one decode CTA reads together
+  int32_t path;            // 0 tensor-core kernels, 1 fp32 SIMT kernel (fp32 query or
+                           // cache, head sizes not multiples of 4 or > 256, other dtype mixes)
+  int32_t padded_head;     // tensor-core path: 64, 128 or 256
+  int32_t decode_splits;   // key splits per decode sequence (query_len * Hq/Hkv <= 8)
+  int32_t prefill_splits;  // key splits per prefill tile
+  int32_t heads_per_cta;   // KV heads one decode CTA reads together
   int64_t workspace_bytes;
-  int32_t error;          // non-zero: the call would be refused with this cudaError_t
+  int32_t error;  // non-zero: the call would be refused with this cudaError_t
 };
 AttentionPlan attention_plan(const AttentionArgs& args, int num_sms);
 int64_t attention_workspace_bytes(const AttentionArgs& args, int num_sms);
