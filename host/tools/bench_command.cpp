@@ -1,4 +1,4 @@
-#include "kvq_host/bench_command.hpp"
+#include "bench_command.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -19,13 +19,13 @@
 #include <tuple>
 #include <vector>
 
-#include "kvq_host/errors.hpp"
-#include "kvq_host/executable_dir.hpp"
-#include "kvq_host/float_codec.hpp"
-#include "kvq_host/host_tensor.hpp"
-#include "kvq_host/kv_cache_buffer.hpp"
-#include "kvq_host/memory_bandwidth.hpp"
-#include "kvq_host/plugin.hpp"
+#include "executable_dir.hpp"
+#include "kvq_engine/float_codec.hpp"
+#include "kvq_engine/host_tensor.hpp"
+#include "kvq_engine/kv_cache_buffer.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/errors.hpp"
+#include "memory_bandwidth.hpp"
 
 namespace kvq::host {
 namespace {

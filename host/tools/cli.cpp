@@ -1,4 +1,4 @@
-#include "kvq_host/cli.hpp"
+#include "cli.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -9,16 +9,16 @@
 #include <cstring>
 #include <optional>
 
-#include "kvq_host/bench_command.hpp"
-#include "kvq_host/compare_command.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/executable_dir.hpp"
-#include "kvq_host/inspect.hpp"
-#include "kvq_host/make_checkpoint.hpp"
-#include "kvq_host/plugin.hpp"
+#include "bench_command.hpp"
+#include "compare_command.hpp"
+#include "executable_dir.hpp"
+#include "inspect.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

@@ -1,4 +1,4 @@
-#include "kvq_host/compare_command.hpp"
+#include "compare_command.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "kvq_host/errors.hpp"
-#include "kvq_host/text_file.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/text_file.hpp"
 
 namespace kvq::host {
 namespace {

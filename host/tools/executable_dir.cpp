@@ -1,4 +1,4 @@
-#include "kvq_host/executable_dir.hpp"
+#include "executable_dir.hpp"
 
 #include <system_error>
 

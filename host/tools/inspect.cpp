@@ -1,4 +1,4 @@
-#include "kvq_host/inspect.hpp"
+#include "inspect.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -6,9 +6,9 @@
 
 #include <algorithm>
 
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/report.hpp"
+#include "kvq_engine/report.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <ostream>
 
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/plugin.hpp"
 
 namespace kvq::host {
 

@@ -1,4 +1,4 @@
-#include "kvq_host/memory_bandwidth.hpp"
+#include "memory_bandwidth.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -3,7 +3,7 @@
 // writer) printed side by side; every printed ratio equals B/A recomputed
 // from the BenchmarkReport values. Missing files, bad JSON and JSON that is
 // not a kvq report are refused with messages naming the file.
-#include "kvq_host/compare_command.hpp"
+#include "compare_command.hpp"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -11,10 +11,10 @@
 
 #include <sstream>
 
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/report.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/report.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

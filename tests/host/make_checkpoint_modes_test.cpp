@@ -15,12 +15,12 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/host_tensor.hpp"
-#include "kvq_host/make_checkpoint.hpp"
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/host_tensor.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

@@ -1,4 +1,4 @@
-#include "kvq_host/accuracy.hpp"
+#include "kvq_engine/accuracy.hpp"
 
 #include <kvq_ref/reference.hpp>
 
@@ -8,7 +8,7 @@
 #include <span>
 #include <utility>
 
-#include "kvq_host/float_codec.hpp"
+#include "kvq_engine/float_codec.hpp"
 
 namespace kvq::host {
 namespace {

@@ -1,10 +1,10 @@
-#include "kvq_host/activation_generator.hpp"
+#include "kvq_engine/activation_generator.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

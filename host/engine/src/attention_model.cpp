@@ -1,4 +1,4 @@
-#include "kvq_host/attention_model.hpp"
+#include "attention_model.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <optional>
 
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/edit_distance.hpp"
-#include "kvq_host/errors.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/edit_distance.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

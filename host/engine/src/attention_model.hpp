@@ -9,13 +9,13 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/fp8_query.hpp"
-#include "kvq_host/kv_cache_buffer.hpp"
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/plugin_tensor.hpp"
-#include "kvq_host/step_batch.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/fp8_query.hpp"
+#include "kvq_engine/kv_cache_buffer.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_engine/plugin_tensor.hpp"
+#include "kvq_engine/step_batch.hpp"
+#include "kvq_files/deployment.hpp"
 
 namespace kvq::host {
 

@@ -1,10 +1,10 @@
-#include "kvq_host/block_allocator.hpp"
+#include "kvq_engine/block_allocator.hpp"
 
 #include <fmt/format.h>
 
 #include <limits>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 

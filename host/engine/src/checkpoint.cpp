@@ -1,4 +1,4 @@
-#include "kvq_host/checkpoint.hpp"
+#include "kvq_engine/checkpoint.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -16,10 +16,10 @@
 #include <sstream>
 #include <string_view>
 
-#include "kvq_host/attention_model.hpp"
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/text_file.hpp"
+#include "attention_model.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/text_file.hpp"
 
 namespace kvq::host {
 namespace {

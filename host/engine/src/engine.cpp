@@ -1,4 +1,4 @@
-#include "kvq_host/engine.hpp"
+#include "kvq_engine/engine.hpp"
 
 #include <fmt/format.h>
 #include <kvq_abi_names.h>
@@ -8,20 +8,20 @@
 #include <optional>
 #include <thread>
 
-#include "kvq_host/accuracy.hpp"
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/attention_model.hpp"
-#include "kvq_host/block_allocator.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/engine_clock.hpp"
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/progress_bar.hpp"
-#include "kvq_host/request_timeline.hpp"
-#include "kvq_host/scheduler.hpp"
-#include "kvq_host/step_batch.hpp"
-#include "kvq_host/tensor_parallel.hpp"
-#include "kvq_host/workload.hpp"
+#include "attention_model.hpp"
+#include "engine_clock.hpp"
+#include "kvq_engine/accuracy.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/block_allocator.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_engine/request_timeline.hpp"
+#include "kvq_engine/scheduler.hpp"
+#include "kvq_engine/step_batch.hpp"
+#include "kvq_engine/workload.hpp"
+#include "kvq_files/dtype.hpp"
+#include "progress_bar.hpp"
+#include "tensor_parallel.hpp"
 
 namespace kvq::host {
 namespace {

@@ -1,4 +1,4 @@
-#include "kvq_host/float_codec.hpp"
+#include "kvq_engine/float_codec.hpp"
 
 #include <fmt/format.h>
 #include <kvq_abi.h>
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 

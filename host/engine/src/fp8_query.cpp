@@ -1,4 +1,4 @@
-#include "kvq_host/fp8_query.hpp"
+#include "kvq_engine/fp8_query.hpp"
 
 #include <fmt/format.h>
 #include <kvq_abi.h>
@@ -7,9 +7,9 @@
 #include <cmath>
 #include <map>
 
-#include "kvq_host/errors.hpp"
-#include "kvq_host/float_codec.hpp"
-#include "kvq_host/host_tensor.hpp"
+#include "kvq_engine/float_codec.hpp"
+#include "kvq_engine/host_tensor.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 

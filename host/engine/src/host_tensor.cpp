@@ -1,9 +1,9 @@
-#include "kvq_host/host_tensor.hpp"
+#include "kvq_engine/host_tensor.hpp"
 
 #include <kvq_client/tensor.hpp>
 
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/errors.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 

@@ -1,4 +1,4 @@
-#include "kvq_host/kv_cache_buffer.hpp"
+#include "kvq_engine/kv_cache_buffer.hpp"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 

@@ -1,4 +1,4 @@
-#include "kvq_host/log_bridge.hpp"
+#include "log_bridge.hpp"
 
 #include <kvq_abi.h>
 #include <spdlog/spdlog.h>

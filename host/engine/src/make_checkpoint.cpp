@@ -1,4 +1,4 @@
-#include "kvq_host/make_checkpoint.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -13,10 +13,10 @@
 #include <random>
 #include <string_view>
 
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/float_codec.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/float_codec.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 
 namespace kvq::host {
 namespace {

@@ -1,8 +1,8 @@
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/plugin.hpp"
 
 #include <spdlog/spdlog.h>
 
-#include "kvq_host/log_bridge.hpp"
+#include "log_bridge.hpp"
 
 namespace kvq::host {
 

@@ -1,4 +1,4 @@
-#include "kvq_host/plugin_tensor.hpp"
+#include "kvq_engine/plugin_tensor.hpp"
 
 #include <kvq_abi_names.h>
 #include <kvq_client/tensor.hpp>

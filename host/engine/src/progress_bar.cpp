@@ -1,4 +1,4 @@
-#include "kvq_host/progress_bar.hpp"
+#include "progress_bar.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "kvq_host/report.hpp"
+#include "kvq_engine/report.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -10,7 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

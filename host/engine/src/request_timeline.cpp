@@ -1,4 +1,4 @@
-#include "kvq_host/request_timeline.hpp"
+#include "kvq_engine/request_timeline.hpp"
 
 namespace kvq::host {
 

@@ -1,11 +1,11 @@
-#include "kvq_host/scheduler.hpp"
+#include "kvq_engine/scheduler.hpp"
 
 #include <fmt/format.h>
 #include <kvq_abi.h>
 
 #include <algorithm>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

@@ -1,12 +1,12 @@
-#include "kvq_host/step_batch.hpp"
+#include "kvq_engine/step_batch.hpp"
 
 #include <algorithm>
 #include <cstring>
 #include <span>
 
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/float_codec.hpp"
+#include "kvq_engine/float_codec.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 

@@ -1,4 +1,4 @@
-#include "kvq_host/tensor_parallel.hpp"
+#include "tensor_parallel.hpp"
 
 #include <fmt/format.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 #ifdef KVQ_HAVE_MPI
 #include <mpi.h>

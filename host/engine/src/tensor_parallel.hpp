@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/accuracy.hpp"
+#include "kvq_engine/accuracy.hpp"
 
 namespace kvq::host {
 

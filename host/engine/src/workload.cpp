@@ -1,4 +1,4 @@
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/workload.hpp"
 
 #include <algorithm>
 #include <cmath>

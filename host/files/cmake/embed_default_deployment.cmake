@@ -7,7 +7,7 @@ if(NOT clash EQUAL -1)
   message(FATAL_ERROR "${INPUT} contains the raw-string terminator ')${delimiter}\"'")
 endif()
 set(content "// Generated from ${INPUT} at build time; edit that file, not this one.
-#include \"kvq_host/deployment.hpp\"
+#include \"kvq_files/deployment.hpp\"
 
 namespace kvq::host {
 
@@ -18,7 +18,7 @@ std::string_view embedded_default_deployment_yaml() {
 
 }  // namespace kvq::host
 ")
-# Rewrite only on change, so an unchanged YAML does not rebuild kvq_host.
+# Rewrite only on change, so an unchanged YAML does not rebuild kvq_files.
 if(EXISTS ${OUTPUT})
   file(READ ${OUTPUT} previous)
   if(previous STREQUAL content)

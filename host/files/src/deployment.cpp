@@ -1,4 +1,4 @@
-#include "kvq_host/deployment.hpp"
+#include "kvq_files/deployment.hpp"
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -8,7 +8,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "kvq_host/text_file.hpp"
+#include "kvq_files/text_file.hpp"
 #include "yaml_mapping.hpp"
 
 namespace kvq::host {

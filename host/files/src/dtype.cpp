@@ -1,4 +1,4 @@
-#include "kvq_host/dtype.hpp"
+#include "kvq_files/dtype.hpp"
 
 #include <fmt/format.h>
 #include <kvq_abi_names.h>

@@ -1,4 +1,4 @@
-#include "kvq_host/safetensors.hpp"
+#include "kvq_files/safetensors.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/errors.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

@@ -1,4 +1,4 @@
-#include "kvq_host/text_file.hpp"
+#include "kvq_files/text_file.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

@@ -6,7 +6,7 @@
 #include <charconv>
 #include <cmath>
 
-#include "kvq_host/edit_distance.hpp"
+#include "kvq_files/edit_distance.hpp"
 
 namespace kvq::host {
 namespace {

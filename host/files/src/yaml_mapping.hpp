@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kvq_host/deployment.hpp"
+#include "kvq_files/deployment.hpp"
 
 namespace kvq::host {
 

@@ -10,9 +10,9 @@
 #include <span>
 #include <vector>
 
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/step_batch.hpp"
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/step_batch.hpp"
+#include "kvq_engine/workload.hpp"
 
 namespace kvq::host {
 

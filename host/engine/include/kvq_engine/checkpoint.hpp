@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/safetensors.hpp"
 
 namespace kvq::host {
 

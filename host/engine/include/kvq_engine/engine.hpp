@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <filesystem>
 
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/report.hpp"
+#include "kvq_engine/report.hpp"
+#include "kvq_files/deployment.hpp"
 
 namespace kvq::host {
 

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/plugin_tensor.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_engine/plugin_tensor.hpp"
 
 namespace kvq::host {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/plugin.hpp"
 
 namespace kvq::host {
 

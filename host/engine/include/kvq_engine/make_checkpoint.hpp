@@ -59,8 +59,8 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/dtype.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_files/dtype.hpp"
 
 namespace kvq::host {
 

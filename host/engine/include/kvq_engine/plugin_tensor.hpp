@@ -13,7 +13,7 @@
 #include <initializer_list>
 #include <vector>
 
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/plugin.hpp"
 
 namespace kvq::host {
 

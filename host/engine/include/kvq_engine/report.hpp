@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/accuracy.hpp"
-#include "kvq_host/latency_stats.hpp"
+#include "kvq_engine/accuracy.hpp"
+#include "kvq_engine/latency_stats.hpp"
 
 namespace kvq::host {
 

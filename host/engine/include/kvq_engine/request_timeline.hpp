@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/report.hpp"
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/report.hpp"
+#include "kvq_engine/workload.hpp"
 
 namespace kvq::host {
 

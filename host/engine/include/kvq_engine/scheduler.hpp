@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/block_allocator.hpp"
-#include "kvq_host/token_content.hpp"
+#include "kvq_engine/block_allocator.hpp"
+#include "kvq_engine/token_content.hpp"
 
 namespace kvq::host {
 

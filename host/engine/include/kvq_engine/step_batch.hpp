@@ -12,12 +12,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/host_tensor.hpp"
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/plugin_tensor.hpp"
-#include "kvq_host/scheduler.hpp"
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/host_tensor.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_engine/plugin_tensor.hpp"
+#include "kvq_engine/scheduler.hpp"
+#include "kvq_engine/workload.hpp"
 
 namespace kvq::host {
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/token_content.hpp"
+#include "kvq_engine/token_content.hpp"
+#include "kvq_files/deployment.hpp"
 
 namespace kvq::host {
 

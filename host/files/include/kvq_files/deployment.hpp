@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "kvq_host/dtype.hpp"
-#include "kvq_host/errors.hpp"
+#include "kvq_files/dtype.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 
