@@ -19,7 +19,6 @@
 #include <tuple>
 #include <vector>
 
-#include "executable_dir.hpp"
 #include "kvq_engine/float_codec.hpp"
 #include "kvq_engine/host_tensor.hpp"
 #include "kvq_engine/kv_cache_buffer.hpp"
@@ -110,61 +109,6 @@ std::vector<CaseSpec> cases(const Sizes& s) {
           {Kind::kPrefill, 1, s.ctx_long, s.prefill_q},
           {Kind::kMixed, s.many_seqs, s.ctx_short, s.prefill_q},
           {Kind::kWrite, 0, 0, s.write_tokens}};
-}
-
-struct Options {
-  bool quick = false;
-  std::filesystem::path plugin_dir;
-  std::string filter;  // substring of "kind mode" a row must contain
-  std::vector<int> threads{1, 2};
-  std::optional<double> min_seconds;
-};
-
-int positive_int(const std::string& option, const std::string& text) {
-  try {
-    size_t used = 0;
-    const int v = std::stoi(text, &used);
-    if (used == text.size() && v > 0) return v;
-  } catch (const std::exception&) {
-  }
-  throw Error(fmt::format("bench: {} needs a positive integer, got '{}'", option, text));
-}
-
-Options parse(const std::vector<std::string>& args) {
-  Options o;
-  o.plugin_dir = (executable_dir() / ".." / "lib").lexically_normal();
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&]() -> const std::string& {
-      if (i + 1 >= args.size()) throw Error(fmt::format("bench: {} needs a value", a));
-      return args[++i];
-    };
-    if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--plugin-dir") {
-      o.plugin_dir = value();
-    } else if (a == "--filter") {
-      o.filter = value();
-    } else if (a == "--threads") {
-      o.threads.clear();
-      std::string list = value();
-      for (size_t p = 0; p <= list.size();) {
-        const size_t comma = std::min(list.find(',', p), list.size());
-        o.threads.push_back(positive_int(a, list.substr(p, comma - p)));
-        p = comma + 1;
-      }
-    } else if (a == "--min-time") {
-      const std::string v = value();
-      try {
-        o.min_seconds = std::stod(v);
-      } catch (const std::exception&) {
-        throw Error(fmt::format("bench: --min-time needs seconds, got '{}'", v));
-      }
-    } else {
-      throw Error(fmt::format("bench: unknown argument '{}'", a));
-    }
-  }
-  return o;
 }
 
 // Deterministic bf16 values, uniform in [-1, 1).
@@ -435,8 +379,7 @@ void print_table(std::ostream& out, std::vector<Row> rows, const std::vector<Cas
 
 }  // namespace
 
-int command_bench(const std::vector<std::string>& args, std::ostream& out) {
-  const Options o = parse(args);
+int command_bench(const BenchOptions& o, std::ostream& out) {
   const Sizes& s = o.quick ? kQuick : kFull;
   const double min_seconds = o.min_seconds.value_or(s.min_seconds);
   const std::vector<CaseSpec> cs = cases(s);

@@ -3,16 +3,25 @@
 // driven only through the C ABI (Plugin / Layer), as an engine would.
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 namespace kvq::host {
 
-// args: [--quick] [--plugin-dir DIR] [--filter TEXT] [--threads N[,N...]]
-//       [--min-time SECONDS]
-// --quick: small shapes, a few seconds (the table has the same rows).
-// Throws Error on a bad option; returns an exit code.
-int command_bench(const std::vector<std::string>& args, std::ostream& out);
+// The command line's choices (cli.cpp parses and checks them).
+struct BenchOptions {
+  bool quick = false;                 // small shapes, a few seconds (the table has the same rows)
+  std::filesystem::path plugin_dir;   // where libkvq_triton_sim.so and libkvq_ascend.so are
+  std::string filter;                 // substring of "kind mode" a row must contain
+  std::vector<int> threads{1, 2};     // plugin thread counts, each a column of runs
+  std::optional<double> min_seconds;  // timed runs per case add up to at least this
+};
+
+// Throws Error when --filter matches no row or a plugin cannot be opened;
+// returns an exit code.
+int command_bench(const BenchOptions& options, std::ostream& out);
 
 }  // namespace kvq::host

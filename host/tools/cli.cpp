@@ -1,3 +1,6 @@
+// The kvq command line, defined once with CLI11: the definitions below parse
+// the arguments and generate `kvq --help` and every `kvq COMMAND --help`, so
+// the help cannot drift from what is accepted.
 #include "cli.hpp"
 
 #include <fmt/format.h>
@@ -5,9 +8,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 
 #include "bench_command.hpp"
 #include "compare_command.hpp"
@@ -23,103 +28,83 @@
 namespace kvq::host {
 namespace {
 
-constexpr const char* kUsage = R"(usage: kvq COMMAND [ARGS]
+constexpr const char* kExitCodes =
+    "exit codes: 0 ok, 1 error, 2 usage, 3 run finished but requests failed,\n"
+    "            4 run finished but its outputs are beyond the accuracy bound";
 
-commands:
-  run [DEPLOY.yaml] [--json FILE] [--accuracy-every N] [--dump-outputs FILE] [--no-progress]
-        Serve the deployment's workload through its plugin and print a
-        benchmark report (vLLM's serving-benchmark layout) with KV-cache and
-        accuracy figures. Without a file, the embedded default deployment
-        (deploy/default.yaml) runs. --json writes everything as JSON;
-        --accuracy-every N checks every N-th step against float64 (0 = off);
-        --dump-outputs appends every step's attention outputs (all layers,
-        all heads, model dtype) to FILE. With parallel.tensor_parallel_size N,
-        start N ranks: mpirun -np N kvq run DEPLOY.yaml (rank 0 prints).
-  inspect PLUGIN.so
-        Load and negotiate a plugin; print its version, CPU level, backends,
-        KV modes and quantization schemes.
-  bench [--quick] [--filter TEXT] [--threads N,...] [--plugin-dir DIR]
-        Measure the machine's read bandwidth, then every attention and cache-write
-        kernel of the plugins in lib/ next to kvq; print one table (bench/RESULTS.md).
-  conform PLUGIN.so...
-        Run the conformance suite (the kvq-conform binary next to kvq).
-  make-checkpoint OUT_DIR --mode C8|fp8|FAKQuant|INT8_DYNAMIC [--layers N] [--heads H]
-                  [--kv-heads K] [--head-size D] [--dtype bf16|fp16|fp32] [--seed S]
-                  [--asymmetric] [--calibration-tokens N] [--kv-lora-rank L]
-                  [--qk-rope-head-dim R] [--index-topk K] [--force]
-        Write a checkpoint directory (config.json, quant_model_description.json,
-        model.safetensors) for the synthetic model, with KV scales calibrated
-        on the activation generator (defaults: 4 layers, 16 heads, 4 KV heads,
-        head size 128, bf16, seed 0, 32768 calibration tokens; C8 scales
-        symmetric, max|x|/127 per channel). Use it with
-        `checkpoint: OUT_DIR` and the same workload.seed as --seed.
-        FAKQuant (MLA: 1 KV head, head size L + R, defaults L 512, R 64) and
-        INT8_DYNAMIC (indexer: 1 KV head, rotations, top-k 2048) checkpoints
-        load into ascend layers; kvq run refuses them (it drives standard
-        attention layers only).
-  compare A.json B.json
-        Print two `kvq run --json` reports side by side with the ratios B/A
-        (KV memory, tokens that fit, throughput, latency, accuracy).
-
-options (any command):
-  --log-level trace|debug|info|warn|error|off   (default: info; logs go to stderr)
-  -h, --help
-
-exit codes: 0 ok, 1 error, 2 usage, 3 run finished but requests failed,
-            4 run finished but its outputs are beyond the accuracy bound
-)";
-
-struct UsageError : Error {
-  using Error::Error;
-};
-
-std::string take_value(const std::vector<std::string>& args, size_t& i) {
-  if (i + 1 >= args.size()) throw UsageError(fmt::format("{} needs a value", args[i]));
-  return args[++i];
+// CLI11 2.1's NonNegativeNumber / PositiveNumber print a range up to DBL_MAX;
+// these say what is wanted and repeat what was given.
+CLI::Validator count_at_least(int64_t minimum) {
+  const std::string wanted = minimum == 0 ? "a count >= 0" : fmt::format("a count >= {}", minimum);
+  return CLI::Validator(
+      [minimum, wanted](std::string& text) -> std::string {
+        try {
+          size_t used = 0;
+          const long long value = std::stoll(text, &used);
+          if (used == text.size() && value >= minimum) return "";
+        } catch (const std::exception&) {
+        }
+        return fmt::format("needs {}, got '{}'", wanted, text);
+      },
+      "");
 }
 
-int command_run(const std::vector<std::string>& args, std::ostream& out) {
-  std::optional<std::string> deployment_file;
-  std::optional<std::string> json_file;
-  RunOptions options;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--json") {
-      json_file = take_value(args, i);
-    } else if (args[i] == "--dump-outputs") {
-      options.dump_outputs = take_value(args, i);
-    } else if (args[i] == "--no-progress") {
-      options.progress = false;
-    } else if (args[i] == "--accuracy-every") {
-      const std::string value = take_value(args, i);
-      try {
-        size_t used = 0;
-        options.accuracy_every = std::stoll(value, &used);
-        if (used != value.size() || options.accuracy_every < 0) throw std::invalid_argument(value);
-      } catch (const std::exception&) {
-        throw UsageError(fmt::format("--accuracy-every needs a count >= 0, got '{}'", value));
-      }
-    } else if (args[i].starts_with("-")) {
-      throw UsageError(fmt::format("run: unknown option '{}'", args[i]));
-    } else if (!deployment_file) {
-      deployment_file = args[i];
-    } else {
-      throw UsageError("run takes one deployment file");
-    }
-  }
+CLI::Validator seconds_at_least_zero() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          size_t used = 0;
+          const double value = std::stod(text, &used);
+          if (used == text.size() && value >= 0.0) return "";
+        } catch (const std::exception&) {
+        }
+        return fmt::format("needs seconds >= 0, got '{}'", text);
+      },
+      "");
+}
 
-  if (json_file) check_report_path(*json_file);  // before serving, not after
+CLI::Validator log_level_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        // spdlog maps every unknown name to off.
+        if (spdlog::level::from_str(text) != spdlog::level::off || text == "off") return "";
+        return fmt::format("unknown log level '{}' (trace, debug, info, warn, error, off)", text);
+      },
+      "");
+}
+
+CLI::Validator model_dtype_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (parse_model_dtype(text)) return "";
+        return fmt::format("must be bf16, fp16 or fp32, got '{}'", text);
+      },
+      "");
+}
+
+struct RunArgs {
+  std::string deployment_file;  // "" = the embedded default
+  std::string json_file;        // "" = none
+  bool no_progress = false;
+  RunOptions options;
+};
+
+int command_run(const RunArgs& args, std::ostream& out) {
+  if (!args.json_file.empty()) check_report_path(args.json_file);  // before serving, not after
   const DeploymentParseOptions parse_options{executable_dir(), true};
-  const Deployment deployment = deployment_file
-                                    ? load_deployment_file(*deployment_file, parse_options)
-                                    : load_default_deployment(parse_options);
+  const Deployment deployment = args.deployment_file.empty()
+                                    ? load_default_deployment(parse_options)
+                                    : load_deployment_file(args.deployment_file, parse_options);
   spdlog::info("deployment: {}", deployment.source);
+  RunOptions options = args.options;
+  options.progress = !args.no_progress;
   const BenchmarkReport report = run_benchmark(deployment, options);
   if (!report.is_root) return report.failed > 0 ? kExitFailedRequests : kExitOk;
   print_report(report, out);
   out.flush();
-  if (json_file) {
-    write_report_json(report, *json_file);
-    spdlog::info("wrote {}", *json_file);
+  if (!args.json_file.empty()) {
+    write_report_json(report, args.json_file);
+    spdlog::info("wrote {}", args.json_file);
   }
   if (!report.accuracy_within_bound) {
     spdlog::error(
@@ -134,89 +119,28 @@ int command_run(const std::vector<std::string>& args, std::ostream& out) {
   return report.failed > 0 ? kExitFailedRequests : kExitOk;
 }
 
-int command_inspect(const std::vector<std::string>& args, std::ostream& out) {
-  if (args.size() != 1 || args[0].starts_with("-")) {
-    throw UsageError("inspect takes one plugin path");
-  }
-  const Plugin plugin = open_plugin(args[0]);
-  print_inspection(plugin, out);
-  return kExitOk;
-}
-
-int64_t integer_value(const std::string& option, const std::string& value) {
-  try {
-    size_t used = 0;
-    const int64_t parsed = std::stoll(value, &used);
-    if (used != value.size() || parsed < 0) throw std::invalid_argument(value);
-    return parsed;
-  } catch (const std::exception&) {
-    throw UsageError(fmt::format("{} needs a count >= 0, got '{}'", option, value));
-  }
-}
-
-int command_make_checkpoint(const std::vector<std::string>& args) {
-  std::optional<std::string> out_dir;
-  std::optional<std::string> mode;
-  std::optional<int64_t> kv_heads, head_size;
+struct MakeCheckpointArgs {
+  std::string out_dir;
+  std::string dtype = "bf16";
+  std::optional<int64_t> kv_heads, head_size;  // their defaults depend on --mode
   MakeCheckpointOptions options;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--mode") {
-      mode = take_value(args, i);
-    } else if (a == "--layers") {
-      options.num_layers = integer_value(a, take_value(args, i));
-    } else if (a == "--heads") {
-      options.num_heads = integer_value(a, take_value(args, i));
-    } else if (a == "--kv-heads") {
-      kv_heads = integer_value(a, take_value(args, i));
-    } else if (a == "--head-size") {
-      head_size = integer_value(a, take_value(args, i));
-    } else if (a == "--kv-lora-rank") {
-      options.kv_lora_rank = integer_value(a, take_value(args, i));
-    } else if (a == "--qk-rope-head-dim") {
-      options.qk_rope_head_dim = integer_value(a, take_value(args, i));
-    } else if (a == "--index-topk") {
-      options.index_topk = integer_value(a, take_value(args, i));
-    } else if (a == "--seed") {
-      options.seed = static_cast<uint64_t>(integer_value(a, take_value(args, i)));
-    } else if (a == "--dtype") {
-      const std::string value = take_value(args, i);
-      const auto parsed = parse_model_dtype(value);
-      if (!parsed)
-        throw UsageError(fmt::format("--dtype must be bf16, fp16 or fp32, got '{}'", value));
-      options.dtype = *parsed;
-    } else if (a == "--calibration-tokens") {
-      options.calibration_tokens = integer_value(a, take_value(args, i));
-    } else if (a == "--asymmetric") {
-      options.asymmetric = true;
-    } else if (a == "--force") {
-      options.force = true;
-    } else if (a.starts_with("-")) {
-      throw UsageError(fmt::format("make-checkpoint: unknown option '{}'", a));
-    } else if (!out_dir) {
-      out_dir = a;
-    } else {
-      throw UsageError("make-checkpoint takes one output directory");
-    }
-  }
-  if (!out_dir) throw UsageError("make-checkpoint needs an output directory");
-  if (!mode) throw UsageError("make-checkpoint needs --mode C8|fp8|FAKQuant|INT8_DYNAMIC");
-  if (*mode != "C8" && *mode != "fp8" && *mode != "FAKQuant" && *mode != "INT8_DYNAMIC") {
-    throw UsageError(fmt::format(
-        "make-checkpoint: unknown --mode '{}' (C8, fp8, FAKQuant, INT8_DYNAMIC)", *mode));
-  }
-  options.mode = *mode;
+};
+
+int command_make_checkpoint(MakeCheckpointArgs args) {
+  MakeCheckpointOptions& options = args.options;
+  options.dtype = *parse_model_dtype(args.dtype);  // checked by model_dtype_name()
   // The MLA latent and the indexer keys are one KV head; an MLA head is the
   // latent plus the rope part. Explicit values are checked by make_checkpoint.
-  const bool one_kv_head = *mode == "FAKQuant" || *mode == "INT8_DYNAMIC";
-  options.num_kv_heads = kv_heads.value_or(one_kv_head ? 1 : options.num_kv_heads);
-  options.head_size = head_size.value_or(
-      *mode == "FAKQuant" ? options.kv_lora_rank + options.qk_rope_head_dim : options.head_size);
-  make_checkpoint(*out_dir, options);
+  const bool one_kv_head = options.mode == "FAKQuant" || options.mode == "INT8_DYNAMIC";
+  options.num_kv_heads = args.kv_heads.value_or(one_kv_head ? 1 : options.num_kv_heads);
+  options.head_size = args.head_size.value_or(options.mode == "FAKQuant"
+                                                  ? options.kv_lora_rank + options.qk_rope_head_dim
+                                                  : options.head_size);
+  make_checkpoint(args.out_dir, options);
   return kExitOk;
 }
 
-int command_conform(const std::vector<std::string>& args) {
+[[noreturn]] void command_conform(const std::vector<std::string>& args) {
   const std::filesystem::path dir = executable_dir();
   const std::filesystem::path suite = dir / "kvq-conform";
   if (dir.empty() || access(suite.c_str(), X_OK) != 0) {
@@ -236,43 +160,197 @@ int command_conform(const std::vector<std::string>& args) {
   throw Error(fmt::format("cannot run {}: {}", suite.string(), std::strerror(errno)));
 }
 
+// Every command's arguments land in one of these; parsing fills them, then
+// the chosen command runs.
+struct Parsed {
+  std::string log_level = "info";
+  RunArgs run;
+  std::string inspect_plugin;
+  BenchOptions bench;
+  MakeCheckpointArgs make_checkpoint;
+  std::string compare_a, compare_b;
+};
+
+// Options that take a count show as "--layers N" in the help (CLI11 would
+// say INT).
+CLI::Option* add_count(CLI::App* app, const std::string& name, int64_t& value,
+                       const std::string& help, int64_t minimum = 0) {
+  return app->add_option(name, value, help)->type_name("N")->check(count_at_least(minimum));
+}
+
+// A command: one line for `kvq --help`, the details and the exit codes below
+// its own --help.
+CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& summary,
+                      const std::string& details) {
+  CLI::App* command = app.add_subcommand(name, summary);
+  command->footer(details + "\n\n" + kExitCodes);
+  return command;
+}
+
+void define_commands(CLI::App& app, Parsed& p) {
+  app.get_formatter()->label("Usage", "usage");
+  app.get_formatter()->column_width(36);
+  app.footer(kExitCodes);
+  app.fallthrough();  // --log-level may come after the command, as before
+  app.add_option("--log-level", p.log_level,
+                 "trace|debug|info|warn|error|off (default: info; logs go to stderr)")
+      ->type_name("LEVEL")
+      ->check(log_level_name());
+  app.add_subcommand("help", "Print this help.");
+
+  CLI::App* run = add_command(
+      app, "run", "Serve a deployment's workload and print the benchmark report.",
+      "The report follows vLLM's serving-benchmark layout, with KV-cache and accuracy figures.\n"
+      "With parallel.tensor_parallel_size N, start N ranks: mpirun -np N kvq run DEPLOY.yaml\n"
+      "(rank 0 prints).");
+  run->add_option("DEPLOY.yaml", p.run.deployment_file,
+                  "The deployment; without one, the embedded default (deploy/default.yaml) runs.");
+  run->add_option("--json", p.run.json_file, "Also write the report as JSON to FILE.")
+      ->type_name("FILE");
+  add_count(run, "--accuracy-every", p.run.options.accuracy_every,
+            "Check every N-th step against float64 (0 = off; default 8).");
+  run->add_option("--dump-outputs", p.run.options.dump_outputs,
+                  "Append every step's attention outputs (all layers, all heads, model dtype) "
+                  "to FILE.")
+      ->type_name("FILE");
+  run->add_flag("--no-progress", p.run.no_progress,
+                "No progress bar on stderr (it is drawn only when stderr is a terminal).");
+
+  CLI::App* inspect = add_command(
+      app, "inspect", "Load and negotiate a plugin; print what it offers.",
+      "Prints the plugin's version, CPU level, backends, KV modes and quantization schemes.");
+  inspect->add_option("PLUGIN.so", p.inspect_plugin, "The plugin's shared library.")->required();
+
+  CLI::App* bench = add_command(
+      app, "bench", "Time every attention and cache-write kernel against the memory bandwidth.",
+      "Measures the machine's read bandwidth, then every kernel of the plugins in lib/ next to\n"
+      "kvq, and prints one table (bench/RESULTS.md).");
+  p.bench.plugin_dir = (executable_dir() / ".." / "lib").lexically_normal();
+  bench->add_flag("--quick", p.bench.quick,
+                  "Small shapes, a few seconds (the table has the same rows).");
+  bench->add_option("--filter", p.bench.filter, "Only rows whose \"kind mode\" contains TEXT.")
+      ->type_name("TEXT");
+  bench->add_option("--threads", p.bench.threads, "Plugin thread counts to run (default 1,2).")
+      ->type_name("N,...")
+      ->delimiter(',')
+      ->check(count_at_least(1));
+  bench
+      ->add_option("--plugin-dir", p.bench.plugin_dir,
+                   "Where the plugins are (default: lib/ next to kvq's bin/).")
+      ->type_name("DIR");
+  bench
+      ->add_option("--min-time", p.bench.min_seconds,
+                   "Timed runs per case add up to at least this (default 0.5, --quick 0.005).")
+      ->type_name("SECONDS")
+      ->check(seconds_at_least_zero());
+
+  CLI::App* conform = add_command(
+      app, "conform", "Run the conformance suite (kvq-conform) on plugins.",
+      "kvq conform [SUITE OPTIONS] PLUGIN.so...: every argument after `conform` goes unchanged\n"
+      "to the kvq-conform binary next to kvq; `kvq conform PLUGIN.so --help` prints its options.");
+  // The suite has its own options; CLI11 only finds where they start.
+  conform->prefix_command()->allow_extras()->fallthrough(false);
+
+  MakeCheckpointArgs& m = p.make_checkpoint;
+  CLI::App* make = add_command(
+      app, "make-checkpoint", "Write a checkpoint for the synthetic model, KV scales calibrated.",
+      "Writes config.json, quant_model_description.json and model.safetensors, with KV scales\n"
+      "calibrated on the activation generator (C8: symmetric, max|x|/127 per channel). Use it\n"
+      "with `checkpoint: OUT_DIR` and the same workload.seed as --seed. FAKQuant (MLA) and\n"
+      "INT8_DYNAMIC (indexer) checkpoints load into ascend layers; kvq run refuses them (it\n"
+      "drives standard attention layers only).");
+  make->add_option("OUT_DIR", m.out_dir, "The checkpoint directory to write.")->required();
+  make->add_option("--mode", m.options.mode, "The quantization the checkpoint declares.")
+      ->required()
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"C8", "fp8", "FAKQuant", "INT8_DYNAMIC"}));
+  add_count(make, "--layers", m.options.num_layers, "Attention layers (default 4).");
+  add_count(make, "--heads", m.options.num_heads, "Query heads (default 16).");
+  make->add_option("--kv-heads", m.kv_heads,
+                   "KV heads (default 4; 1 for FAKQuant and INT8_DYNAMIC).")
+      ->type_name("N")
+      ->check(count_at_least(0));
+  make->add_option("--head-size", m.head_size, "Head size (default 128; L + R for FAKQuant).")
+      ->type_name("N")
+      ->check(count_at_least(0));
+  make->add_option("--dtype", m.dtype, "The model dtype: bf16, fp16 or fp32 (default bf16).")
+      ->type_name("DTYPE")
+      ->check(model_dtype_name());
+  make->add_option("--seed", m.options.seed,
+                   "The activation generator's seed (a deployment's workload.seed; default 0).")
+      ->type_name("N")
+      ->check(count_at_least(0));
+  make->add_flag("--asymmetric", m.options.asymmetric, "C8: asymmetric scales with offsets.");
+  add_count(make, "--calibration-tokens", m.options.calibration_tokens,
+            "Tokens of the calibration sample (default 32768).");
+  add_count(make, "--kv-lora-rank", m.options.kv_lora_rank, "FAKQuant: L (default 512).");
+  add_count(make, "--qk-rope-head-dim", m.options.qk_rope_head_dim, "FAKQuant: R (default 64).");
+  add_count(make, "--index-topk", m.options.index_topk, "INT8_DYNAMIC: top-k (default 2048).");
+  make->add_flag("--force", m.options.force, "Replace a checkpoint already in OUT_DIR.");
+
+  CLI::App* compare = add_command(
+      app, "compare", "Print two `kvq run --json` reports side by side, with ratios B/A.",
+      "Rows: KV memory per token, tokens and requests that fit, throughput, TTFT / TPOT / ITL,\n"
+      "accuracy against float64.");
+  compare->add_option("A.json", p.compare_a, "The baseline report.")->required();
+  compare->add_option("B.json", p.compare_b, "The report compared with it.")->required();
+}
+
+// CLI11 reports a missing command before a word it does not know, and says
+// "A subcommand is required" for both; name the word instead.
+std::string usage_message(const CLI::App& app, const CLI::ParseError& e) {
+  if (app.get_subcommands().empty() && dynamic_cast<const CLI::RequiredError*>(&e)) {
+    const std::vector<std::string> rest = app.remaining();
+    if (rest.empty()) return "no command given";
+    if (rest.front().starts_with("-")) return fmt::format("unknown option '{}'", rest.front());
+    return fmt::format("unknown command '{}'", rest.front());
+  }
+  return e.what();
+}
+
+int dispatch(CLI::App& app, const Parsed& p, std::ostream& out) {
+  spdlog::set_level(spdlog::level::from_str(p.log_level));
+  if (app.got_subcommand("help")) {
+    // app.help() would print the help of the command given, here `help` itself.
+    out << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
+    return kExitOk;
+  }
+  if (app.got_subcommand("run")) return command_run(p.run, out);
+  if (app.got_subcommand("inspect")) {
+    print_inspection(open_plugin(p.inspect_plugin), out);
+    return kExitOk;
+  }
+  if (app.got_subcommand("bench")) return command_bench(p.bench, out);
+  if (app.got_subcommand("conform")) command_conform(app.get_subcommand("conform")->remaining());
+  if (app.got_subcommand("make-checkpoint")) return command_make_checkpoint(p.make_checkpoint);
+  if (app.got_subcommand("compare")) {
+    print_comparison(compare_report_files(p.compare_a, p.compare_b), out);
+    return kExitOk;
+  }
+  // require_subcommand(1) makes CLI11 refuse a command line without one.
+  throw std::logic_error("kvq: CLI11 accepted a command line without a command");
+}
+
 }  // namespace
 
-int run_cli(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app(
+      "kvq: serve a deployment through a quantized-KV-cache attention plugin, and "
+      "the tools around it.",
+      "kvq");
+  Parsed parsed;
   try {
-    // `conform` forwards everything after it verbatim, options included.
-    std::vector<std::string> args;
-    std::optional<std::string> command;
-    for (size_t i = 0; i < all_args.size(); ++i) {
-      const std::string& a = all_args[i];
-      if (command == "conform") {
-        args.push_back(a);
-      } else if (a == "-h" || a == "--help" || a == "help") {
-        fmt::print(out, "{}", kUsage);
-        return kExitOk;
-      } else if (a == "--log-level") {
-        const std::string level = take_value(all_args, i);
-        const auto parsed = spdlog::level::from_str(level);
-        if (parsed == spdlog::level::off && level != "off") {
-          throw UsageError(fmt::format("unknown log level '{}'", level));
-        }
-        spdlog::set_level(parsed);
-      } else if (!command) {
-        command = a;
-      } else {
-        args.push_back(a);
-      }
-    }
-    if (!command) throw UsageError("no command given");
-    if (*command == "run") return command_run(args, out);
-    if (*command == "inspect") return command_inspect(args, out);
-    if (*command == "bench") return command_bench(args, out);
-    if (*command == "conform") return command_conform(args);
-    if (*command == "make-checkpoint") return command_make_checkpoint(args);
-    if (*command == "compare") return command_compare(args, out);
-    throw UsageError(fmt::format("unknown command '{}'", *command));
-  } catch (const UsageError& e) {
-    fmt::print(err, "kvq: {}\n\n{}", e.what(), kUsage);
+    define_commands(app, parsed);
+    app.require_subcommand(1);
+    // CLI11 takes the arguments last to first.
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    app.parse(reversed);
+    return dispatch(app, parsed, out);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();  // the help of the command given, or kvq's
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    fmt::print(err, "kvq: {}\n\n{}", usage_message(app, e), app.help());
     return kExitUsage;
   } catch (const std::exception& e) {
     fmt::print(err, "kvq: error: {}\n", e.what());

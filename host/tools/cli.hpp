@@ -1,5 +1,5 @@
-// The kvq command line: run, inspect, conform. Kept in the library so tests
-// and a future engine binary share it.
+// The kvq command line (run, inspect, bench, conform, make-checkpoint,
+// compare), defined with CLI11 in cli.cpp.
 #pragma once
 
 #include <ostream>
@@ -15,8 +15,9 @@ inline constexpr int kExitUsage = 2;           // bad command line
 inline constexpr int kExitFailedRequests = 3;  // run finished, some requests failed
 inline constexpr int kExitAccuracy = 4;        // run finished, outputs beyond the accuracy bound
 
-// `args` excludes the program name. Reports go to `out`, errors to `err`.
-// `conform` replaces the process with kvq-conform (it returns only on error).
+// `args` excludes the program name. Reports and help go to `out`, errors to
+// `err`. `conform` replaces the process with kvq-conform (it returns only on
+// error).
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace kvq::host

@@ -163,12 +163,4 @@ void print_comparison(const ReportComparison& c, std::ostream& out) {
   fmt::print(out, "{}\n", std::string(80, '='));
 }
 
-int command_compare(const std::vector<std::string>& args, std::ostream& out) {
-  if (args.size() != 2 || args[0].starts_with("-") || args[1].starts_with("-")) {
-    throw Error("compare takes two report files: kvq compare A.json B.json (from kvq run --json)");
-  }
-  print_comparison(compare_report_files(args[0], args[1]), out);
-  return 0;
-}
-
 }  // namespace kvq::host

@@ -41,7 +41,4 @@ ReportComparison compare_report_files(const std::filesystem::path& a,
 // The side-by-side table (ratios with 3 decimals, "-" when undefined).
 void print_comparison(const ReportComparison& comparison, std::ostream& out);
 
-// args: A.json B.json. Throws Error for other arguments; returns exit code 0.
-int command_compare(const std::vector<std::string>& args, std::ostream& out);
-
 }  // namespace kvq::host
