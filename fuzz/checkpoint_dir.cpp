@@ -12,9 +12,9 @@
 #include <string_view>
 
 #include "fuzz_support.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/errors.hpp"
 
 #ifndef KVQ_FUZZ_ASCEND_PLUGIN
 #error "KVQ_FUZZ_ASCEND_PLUGIN must name the Ascend plugin library"

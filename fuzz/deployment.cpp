@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "fuzz_support.hpp"
-#include "kvq_host/deployment.hpp"
+#include "kvq_files/deployment.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace kvq;

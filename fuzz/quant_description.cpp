@@ -12,8 +12,8 @@
 #include <string>
 
 #include "fuzz_support.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/errors.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "fuzz_support.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace kvq;

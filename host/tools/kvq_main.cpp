@@ -1,4 +1,4 @@
-// kvq: the host command (see kvq_host/cli.hpp).
+// kvq: the host command (see cli.hpp).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/cli.hpp"
+#include "cli.hpp"
 
 int main(int argc, char** argv) {
   // Logs (the host's and the plugins', via the log callback) go to stderr,

@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "bad_input.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::bad_input {

@@ -155,5 +155,59 @@ TEST(CliRows, AKvHeadSplitThatCannotWorkIsNamedFirst) {
   EXPECT_THAT(r.err, Not(HasSubstr("mpirun")));
 }
 
+// Command lines CLI11 refuses: exit 2, a message naming the argument, and
+// the help of the command that was given (what it does accept).
+struct UsageRow {
+  std::vector<std::string> args;
+  std::string message;
+  std::string help;  // a line of the help printed after the message
+};
+
+TEST(CliRows, BadCommandLinesAreUsageErrorsNamingTheArgument) {
+  const ScratchDir dir;
+  const std::string out = (dir.path() / "out").string();
+  const std::vector<UsageRow> rows = {
+      {{}, "kvq: no command given", "usage: kvq [OPTIONS] SUBCOMMAND"},
+      {{"--bogus"}, "kvq: unknown option '--bogus'", "usage: kvq [OPTIONS] SUBCOMMAND"},
+      {{"--log-level", "loud", "run"},
+       "--log-level: unknown log level 'loud' (trace, debug, info, warn, error, off)",
+       "usage: kvq run"},  // the help of the command given
+      {{"run", "--bogus"}, "not expected: --bogus", "usage: kvq run"},
+      {{"run", "a.yaml", "b.yaml"}, "not expected: b.yaml", "usage: kvq run"},
+      {{"run", "--json"}, "--json: 1 required FILE missing", "usage: kvq run"},
+      {{"run", "--accuracy-every", "abc"},
+       "--accuracy-every: needs a count >= 0, got 'abc'",
+       "usage: kvq run"},
+      {{"run", "--accuracy-every", "-1"},
+       "--accuracy-every: needs a count >= 0, got '-1'",
+       "usage: kvq run"},
+      {{"inspect"}, "PLUGIN.so is required", "usage: kvq inspect"},
+      {{"bench", "--threads", "1,0"}, "--threads: needs a count >= 1, got '0'", "usage: kvq bench"},
+      {{"bench", "--min-time", "soon"},
+       "--min-time: needs seconds >= 0, got 'soon'",
+       "usage: kvq bench"},
+      {{"make-checkpoint", out}, "--mode is required", "usage: kvq make-checkpoint"},
+      {{"make-checkpoint", "--mode", "C8"}, "OUT_DIR is required", "usage: kvq make-checkpoint"},
+      {{"make-checkpoint", out, "--mode", "C8", "--dtype", "bf8"},
+       "--dtype: must be bf16, fp16 or fp32, got 'bf8'",
+       "usage: kvq make-checkpoint"},
+      {{"make-checkpoint", out, "--mode", "C8", "--layers", "two"},
+       "--layers: needs a count >= 0, got 'two'",
+       "usage: kvq make-checkpoint"},
+      {{"compare", "a.json"}, "B.json is required", "usage: kvq compare"},
+  };
+  for (const UsageRow& row : rows) {
+    std::vector<std::string> argv = {KVQ_TEST_KVQ_EXE};
+    argv.insert(argv.end(), row.args.begin(), row.args.end());
+    const auto before = snapshot_dir(dir.path());
+    const auto r = run_process(argv);
+    const std::string what = ::testing::PrintToString(row.args);
+    EXPECT_EQ(r.exit_code, 2) << what;
+    EXPECT_THAT(r.err, AllOf(HasSubstr(row.message), HasSubstr(row.help))) << what;
+    EXPECT_EQ(r.out, "") << what;
+    EXPECT_EQ(snapshot_dir(dir.path()), before) << what;  // no "out" folder made
+  }
+}
+
 }  // namespace
 }  // namespace kvq::bad_input

@@ -5,8 +5,8 @@
 #include <functional>
 
 #include "bad_input.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::bad_input {

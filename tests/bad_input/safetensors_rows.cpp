@@ -9,8 +9,8 @@
 #include <functional>
 
 #include "bad_input.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::bad_input {

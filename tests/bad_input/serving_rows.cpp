@@ -6,9 +6,9 @@
 // arriving last, at a rate (the engine must not wait for arrivals that have
 // all been refused).
 #include "bad_input.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/workload.hpp"
+#include "kvq_files/deployment.hpp"
 #include "test_support.hpp"
 
 namespace kvq::bad_input {

@@ -11,10 +11,10 @@
 #include <functional>
 
 #include "bad_input.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/compare_command.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/errors.hpp"
+#include "compare_command.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::bad_input {

@@ -7,7 +7,7 @@
 #include <functional>
 
 #include "bad_input.hpp"
-#include "kvq_host/deployment.hpp"
+#include "kvq_files/deployment.hpp"
 #include "test_support.hpp"
 
 namespace kvq::bad_input {

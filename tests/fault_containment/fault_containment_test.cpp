@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_files/deployment.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

@@ -1,6 +1,6 @@
 // The activation generator is deterministic, order-independent, and has the
 // statistics it promises (K outlier channels, none in V, shared prefixes).
-#include "kvq_host/activation_generator.hpp"
+#include "kvq_engine/activation_generator.hpp"
 
 #include <gtest/gtest.h>
 #include <kvq_abi.h>
@@ -10,8 +10,8 @@
 #include <cstring>
 #include <vector>
 
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/step_batch.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_engine/step_batch.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

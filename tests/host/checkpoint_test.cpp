@@ -6,7 +6,7 @@
 // and every way a checkpoint can be wrong stops the engine from starting
 // with a message naming the file, tensor and layer.
 // (`kvq make-checkpoint` end to end: make_checkpoint_test.cpp.)
-#include "kvq_host/checkpoint.hpp"
+#include "kvq_engine/checkpoint.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,15 +21,15 @@
 #include <sstream>
 
 #include "kv_models.hpp"
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/float_codec.hpp"
-#include "kvq_host/host_tensor.hpp"
-#include "kvq_host/kv_cache_buffer.hpp"
-#include "kvq_host/make_checkpoint.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/float_codec.hpp"
+#include "kvq_engine/host_tensor.hpp"
+#include "kvq_engine/kv_cache_buffer.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

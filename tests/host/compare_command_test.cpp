@@ -3,7 +3,7 @@
 // writer) printed side by side; every printed ratio equals B/A recomputed
 // from the BenchmarkReport values. Missing files, bad JSON and JSON that is
 // not a kvq report are refused with messages naming the file.
-#include "kvq_host/compare_command.hpp"
+#include "compare_command.hpp"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -11,10 +11,10 @@
 
 #include <sstream>
 
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/report.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/report.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {
@@ -63,9 +63,7 @@ TEST(CompareCommandTest, PrintsTwoRealReportsWithTheirRatios) {
   write_report_json(b, dir.path() / "b.json");
 
   std::ostringstream out;
-  EXPECT_EQ(
-      command_compare({(dir.path() / "a.json").string(), (dir.path() / "b.json").string()}, out),
-      0);
+  print_comparison(compare_report_files(dir.path() / "a.json", dir.path() / "b.json"), out);
   const std::string text = out.str();
   EXPECT_THAT(text, AllOf(HasSubstr("backend triton, KV cache bfloat16, 4 ok / 0 failed"),
                           HasSubstr("KV cache int8_per_token_head")));
@@ -130,11 +128,8 @@ TEST(CompareCommandTest, RefusesWhatIsNotAReportNamingTheFile) {
   const std::string good = (dir.path() / "good.json").string();
   const auto refuses = [&](const std::string& a, const std::string& message) {
     std::ostringstream out;
-    EXPECT_THAT(
-        [&] {
-          command_compare({a, good}, out);
-        },
-        ThrowsMessage<Error>(AllOf(HasSubstr(a), HasSubstr(message))))
+    EXPECT_THAT([&] { print_comparison(compare_report_files(a, good), out); },
+                ThrowsMessage<Error>(AllOf(HasSubstr(a), HasSubstr(message))))
         << a;
   };
   refuses((dir.path() / "missing.json").string(),
@@ -151,12 +146,6 @@ TEST(CompareCommandTest, RefusesWhatIsNotAReportNamingTheFile) {
   text.replace(text.find(from), from.size(), "\"tokens_fit\": \"many\"");
   refuses(dir.write("typed.json", text).string(),
           ": \"kv_cache.tokens_fit\" must be a number, not \"many\"");
-  EXPECT_THROW(
-      {
-        std::ostringstream out;
-        command_compare({good}, out);
-      },
-      Error);
 }
 
 TEST(CompareCommandTest, TheKvqCommandRunsIt) {
@@ -176,6 +165,11 @@ TEST(CompareCommandTest, TheKvqCommandRunsIt) {
                             (dir.path() / "nope.json").string()});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("nope.json: no such file"));
+  // One report is a usage error (exit 2) naming the missing argument.
+  const auto one =
+      testing::run_process({KVQ_TEST_KVQ_EXE, "compare", (dir.path() / "a.json").string()});
+  EXPECT_EQ(one.exit_code, 2);
+  EXPECT_THAT(one.err, HasSubstr("B.json is required"));
 }
 
 }  // namespace

@@ -17,14 +17,14 @@
 #include <sstream>
 
 #include "kv_models.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/fp8_query.hpp"
-#include "kvq_host/make_checkpoint.hpp"
-#include "kvq_host/plugin.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/fp8_query.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

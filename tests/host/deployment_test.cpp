@@ -1,6 +1,6 @@
 // Deployment YAML: strict validation with file/line/column messages, path
 // resolution, and the embedded default.
-#include "kvq_host/deployment.hpp"
+#include "kvq_files/deployment.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

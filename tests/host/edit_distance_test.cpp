@@ -1,4 +1,4 @@
-#include "kvq_host/edit_distance.hpp"
+#include "kvq_files/edit_distance.hpp"
 
 #include <gtest/gtest.h>
 

@@ -8,10 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "kv_models.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/safetensors.hpp"
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/workload.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {
@@ -242,7 +242,38 @@ TEST(EndToEndTest, KvqUsageErrors) {
   EXPECT_THAT(result.err, AllOf(HasSubstr("unknown command 'frobnicate'"), HasSubstr("usage:")));
   const auto help = testing::run_process({KVQ_TEST_KVQ_EXE, "--help"});
   EXPECT_EQ(help.exit_code, 0);
-  EXPECT_THAT(help.out, HasSubstr("run [DEPLOY.yaml]"));
+  EXPECT_THAT(help.out,
+              AllOf(HasSubstr("usage: kvq [OPTIONS] SUBCOMMAND"), HasSubstr("--log-level"),
+                    HasSubstr("exit codes: 0 ok, 1 error, 2 usage")));
+  for (const char* command : {"run", "inspect", "bench", "conform", "make-checkpoint", "compare"})
+    EXPECT_THAT(help.out, HasSubstr(std::string("  ") + command + " ")) << command;
+  // `kvq help` is the same text.
+  EXPECT_EQ(testing::run_process({KVQ_TEST_KVQ_EXE, "help"}).out, help.out);
+}
+
+// Every command's --help is CLI11's, generated from the options it parses:
+// each lists its arguments and options.
+TEST(EndToEndTest, EveryCommandHasGeneratedHelp) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
+      {"run",
+       {"DEPLOY.yaml", "--json FILE", "--accuracy-every N", "--dump-outputs FILE",
+        "--no-progress"}},
+      {"inspect", {"PLUGIN.so"}},
+      {"bench",
+       {"--quick", "--filter TEXT", "--threads N,...", "--plugin-dir DIR", "--min-time SECONDS"}},
+      {"conform", {"kvq-conform"}},
+      {"make-checkpoint",
+       {"OUT_DIR", "--mode MODE", "--layers N", "--heads N", "--kv-heads N", "--head-size N",
+        "--dtype DTYPE", "--seed N", "--asymmetric", "--calibration-tokens N", "--kv-lora-rank N",
+        "--qk-rope-head-dim N", "--index-topk N", "--force"}},
+      {"compare", {"A.json", "B.json"}},
+  };
+  for (const auto& [command, expected] : commands) {
+    const auto help = testing::run_process({KVQ_TEST_KVQ_EXE, command, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << command;
+    EXPECT_THAT(help.out, HasSubstr("usage: kvq " + command)) << command;
+    for (const std::string& text : expected) EXPECT_THAT(help.out, HasSubstr(text)) << command;
+  }
 }
 
 }  // namespace

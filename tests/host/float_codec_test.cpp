@@ -1,6 +1,6 @@
 // The host's fast float -> bf16/fp16 conversions agree bit for bit with the
 // float64 reference codec (round to nearest even, overflow to infinity).
-#include "kvq_host/float_codec.hpp"
+#include "kvq_engine/float_codec.hpp"
 
 #include <gtest/gtest.h>
 #include <kvq_abi.h>

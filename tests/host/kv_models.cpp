@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "kvq_host/safetensors.hpp"
+#include "kvq_files/safetensors.hpp"
 
 namespace kvq::host::testing {
 

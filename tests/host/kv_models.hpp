@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <string>
 
-#include "kvq_host/accuracy.hpp"
+#include "kvq_engine/accuracy.hpp"
 
 namespace kvq::host::testing {
 

@@ -1,4 +1,4 @@
-#include "kvq_host/latency_stats.hpp"
+#include "kvq_engine/latency_stats.hpp"
 
 #include <gtest/gtest.h>
 

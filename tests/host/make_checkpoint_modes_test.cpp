@@ -15,12 +15,12 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/host_tensor.hpp"
-#include "kvq_host/make_checkpoint.hpp"
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/host_tensor.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {
@@ -328,7 +328,7 @@ TEST(MakeCheckpointModesEndToEnd, TheCommandLineChecksTheMlaAndIndexerShapes) {
   EXPECT_THAT(head.err, HasSubstr("power-of-two --head-size"));
   const auto unknown = kvq({"make-checkpoint", (dir.path() / "c").string(), "--mode", "C4"});
   EXPECT_EQ(unknown.exit_code, 2);
-  EXPECT_THAT(unknown.err, HasSubstr("unknown --mode 'C4' (C8, fp8, FAKQuant, INT8_DYNAMIC)"));
+  EXPECT_THAT(unknown.err, HasSubstr("--mode: C4 not in {C8,fp8,FAKQuant,INT8_DYNAMIC}"));
 }
 
 }  // namespace

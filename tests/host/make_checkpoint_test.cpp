@@ -2,7 +2,7 @@
 // a consistent C8 directory) and end to end, made checkpoints served by
 // `kvq run` accurately (C8, asymmetric C8, fp8 on triton, per-token-head
 // modes ignoring checkpoint scales, the shipped C8 deployment).
-#include "kvq_host/make_checkpoint.hpp"
+#include "kvq_engine/make_checkpoint.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,12 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "kv_models.hpp"
-#include "kvq_host/activation_generator.hpp"
-#include "kvq_host/checkpoint.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/errors.hpp"
-#include "kvq_host/safetensors.hpp"
+#include "kvq_engine/activation_generator.hpp"
+#include "kvq_engine/checkpoint.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_files/deployment.hpp"
+#include "kvq_files/errors.hpp"
+#include "kvq_files/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

@@ -1,5 +1,5 @@
 // The report keeps vLLM's serving-benchmark layout and writes valid JSON.
-#include "kvq_host/report.hpp"
+#include "kvq_engine/report.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

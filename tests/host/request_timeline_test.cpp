@@ -1,5 +1,5 @@
 // Serving metrics from request timelines, as vLLM's benchmark defines them.
-#include "kvq_host/request_timeline.hpp"
+#include "kvq_engine/request_timeline.hpp"
 
 #include <gtest/gtest.h>
 

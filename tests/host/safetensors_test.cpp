@@ -1,14 +1,14 @@
 // The safetensors reader and writer: every malformed input the reader must
 // refuse (bytes crafted here, one test each, checking that the message names
 // the file and the problem), gaps, metadata, and the writer/reader round trip.
-#include "kvq_host/safetensors.hpp"
+#include "kvq_files/safetensors.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-#include "kvq_host/errors.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

@@ -1,14 +1,14 @@
 // Continuous batching: decodes first, token budget, block reservation,
 // slot mapping and the attention state of each step.
-#include "kvq_host/scheduler.hpp"
+#include "kvq_engine/scheduler.hpp"
 
 #include <gtest/gtest.h>
 #include <kvq_abi.h>
 
 #include <map>
 
-#include "kvq_host/block_allocator.hpp"
-#include "kvq_host/errors.hpp"
+#include "kvq_engine/block_allocator.hpp"
+#include "kvq_files/errors.hpp"
 
 namespace kvq::host {
 namespace {

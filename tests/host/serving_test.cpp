@@ -10,9 +10,9 @@
 #include <string>
 
 #include "kv_models.hpp"
-#include "kvq_host/deployment.hpp"
-#include "kvq_host/engine.hpp"
-#include "kvq_host/workload.hpp"
+#include "kvq_engine/engine.hpp"
+#include "kvq_engine/workload.hpp"
+#include "kvq_files/deployment.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kvq_host/errors.hpp"
-#include "kvq_host/plugin.hpp"
+#include "kvq_engine/plugin.hpp"
+#include "kvq_files/errors.hpp"
 #include "test_support.hpp"
 
 namespace kvq::host {

@@ -1,7 +1,7 @@
 // Errors of the client library. Everything it reports is an Error; a failure
 // returned by a plugin call is a PluginError that keeps the ABI error code,
 // so callers can react to e.g. UNSUPPORTED differently. The host aliases
-// these types (kvq_host/errors.hpp), so host code catches the same classes.
+// these types (kvq_files/errors.hpp), so host code catches the same classes.
 #pragma once
 
 #include <cstdint>
