@@ -9,8 +9,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 
@@ -89,7 +92,60 @@ struct RunArgs {
   RunOptions options;
 };
 
+// A report's exit code: accuracy beyond the bound, then failed requests.
+int exit_code_of(const BenchmarkReport& report) {
+  if (!report.accuracy_within_bound) return kExitAccuracy;
+  return report.failed > 0 ? kExitFailedRequests : kExitOk;
+}
+
+// `kvq run` without a file: the embedded default deployment served twice,
+// with its bf16 cache and with an int8_per_token_head cache in the same
+// memory, printed side by side (kvq compare's table): what a quantized cache
+// buys (tokens that fit, speed) and costs (accuracy vs float64) in one screen.
+int run_default_side_by_side(const RunArgs& args, std::ostream& out) {
+  const DeploymentParseOptions parse_options{executable_dir(), true};
+  RunOptions options = args.options;
+  options.progress = !args.no_progress;
+  const Deployment bf16 = load_default_deployment(parse_options);
+  const BenchmarkReport a = run_benchmark(bf16, options);
+  Deployment int8 = bf16;
+  int8.kv_cache.dtype = "int8_per_token_head";
+  int8.kv_cache.num_blocks.reset();
+  int8.kv_cache.memory_gib = a.kv_cache_gib;  // the bf16 cache's memory
+  const BenchmarkReport b = run_benchmark(int8, options);
+  if (!a.is_root) return std::max(exit_code_of(a), exit_code_of(b));
+
+  // kvq compare reads the reports' JSON: written to a private folder.
+  std::string pattern = (std::filesystem::temp_directory_path() / "kvq-default-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw Error(
+        fmt::format("cannot make a temporary folder {}: {}", pattern, std::strerror(errno)));
+  const std::filesystem::path dir(pattern);
+  struct RemoveDir {
+    std::filesystem::path dir;
+    ~RemoveDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } remove_dir{dir};
+  write_report_json(a, dir / "bf16.json");
+  write_report_json(b, dir / "int8_per_token_head.json");
+  fmt::print(out,
+             "The embedded default deployment (deploy/default.yaml) served with a bfloat16 KV "
+             "cache (A) and an\nint8_per_token_head cache in the same memory (B); each run's "
+             "full report: kvq run deploy/default.yaml.\n");
+  ReportComparison comparison =
+      compare_report_files(dir / "bf16.json", dir / "int8_per_token_head.json");
+  comparison.a_file = "default deployment, bfloat16 cache";
+  comparison.b_file = "default deployment, int8_per_token_head cache";
+  print_comparison(comparison, out);
+  out.flush();
+  return std::max(exit_code_of(a), exit_code_of(b));
+}
+
 int command_run(const RunArgs& args, std::ostream& out) {
+  if (args.deployment_file.empty() && args.json_file.empty() && args.options.dump_outputs.empty())
+    return run_default_side_by_side(args, out);
   if (!args.json_file.empty()) check_report_path(args.json_file);  // before serving, not after
   const DeploymentParseOptions parse_options{executable_dir(), true};
   const Deployment deployment = args.deployment_file.empty()
@@ -204,7 +260,9 @@ void define_commands(CLI::App& app, Parsed& p) {
       "With parallel.tensor_parallel_size N, start N ranks: mpirun -np N kvq run DEPLOY.yaml\n"
       "(rank 0 prints).");
   run->add_option("DEPLOY.yaml", p.run.deployment_file,
-                  "The deployment; without one, the embedded default (deploy/default.yaml) runs.");
+                  "The deployment. Without one, the embedded default (deploy/default.yaml) is "
+                  "served with its bfloat16 cache and with an int8_per_token_head cache in the "
+                  "same memory, side by side (with --json or --dump-outputs: the default alone).");
   run->add_option("--json", p.run.json_file, "Also write the report as JSON to FILE.")
       ->type_name("FILE");
   add_count(run, "--accuracy-every", p.run.options.accuracy_every,

@@ -84,6 +84,23 @@ TEST(EndToEndTest, DefaultDeploymentRunsWithoutAFile) {
   EXPECT_GT(json["accuracy"]["cosine"].get<double>(), 0.999);
 }
 
+// Without a file and without --json, `kvq run` shows what kvq is for: the
+// default deployment with a bf16 and an int8_per_token_head cache in the same
+// memory, side by side. The capacity ratio is computed from the two runs'
+// own figures: 1024 vs 544 bytes per token (128 + 4 scale bytes per row).
+TEST(EndToEndTest, WithoutAFileBf16AndInt8AreServedSideBySide) {
+  REQUIRE_PLUGIN(testing::triton_plugin());
+  const auto result = testing::run_process({KVQ_TEST_KVQ_EXE, "run", "--no-progress"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("kvq compare"));
+  EXPECT_THAT(result.out, HasSubstr("KV cache bfloat16, 8 ok / 0 failed"));
+  EXPECT_THAT(result.out, HasSubstr("KV cache int8_per_token_head, 8 ok / 0 failed"));
+  EXPECT_THAT(result.out,
+              ::testing::ContainsRegex("KV memory per token \\(bytes\\): +1024\\.0 +544\\.0"));
+  // Same memory: the int8 cache holds 1024/544 = 1.88x the tokens (whole blocks).
+  EXPECT_THAT(result.out, ::testing::ContainsRegex("Tokens that fit: +8192 +15408 +1\\.881"));
+}
+
 TEST(EndToEndTest, EveryAttentionStateAndModelDtypeRunsAccurately) {
   REQUIRE_PLUGIN(testing::triton_plugin());
   for (const auto& [model_dtype, kv_dtype] : std::vector<std::pair<std::string, std::string>>{
