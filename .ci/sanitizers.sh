@@ -42,8 +42,12 @@ export ASAN_OPTIONS="handle_segv=0:detect_leaks=1:abort_on_error=0:halt_on_error
 export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 echo "== ASan+UBSan: unit, host, client, bad-input and concurrency tests"
-ctest --test-dir "$ASAN_DIR" -L 'unit|host|client|bad_input|concurrency' -j"$JOBS" --output-on-failure \
-  --timeout 900
+# Not the tensor-parallel tests: the Open MPI components that mpirun's ranks
+# dlopen keep allocations past MPI_Finalize and are unloaded before LeakSanitizer
+# runs, so their leaks show as "<unknown module>" frames no suppression can name
+# (the same tests run in the ordinary ctest job).
+ctest --test-dir "$ASAN_DIR" -L 'unit|host|client|bad_input|concurrency' -E '^TensorParallelTest[.]' \
+  -j"$JOBS" --output-on-failure --timeout 900
 echo "== ASan+UBSan: ABI and conformance tests"
 ctest --test-dir "$ASAN_DIR" -R '^(abi|conform)\.' -j"$JOBS" --output-on-failure --timeout 900
 
