@@ -54,6 +54,10 @@ ctest --test-dir "$ASAN_DIR" -R '^(abi|conform)\.' -j"$JOBS" --output-on-failure
 # ---- 2. ThreadSanitizer ----------------------------------------------------------
 ARCHER=$(clang++ -print-file-name=libarcher.so)
 [ -f "$ARCHER" ] || ARCHER=$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | head -n 1)
+# -shared-libsan links clang's TSan runtime as a shared library, which lives in
+# clang's resource folder, not on the loader's path: the test binaries (run at
+# build time too, by gtest's test discovery) find it through LD_LIBRARY_PATH.
+export LD_LIBRARY_PATH="$(clang++ -print-resource-dir)/lib/linux${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # -Wno-unknown-warning-option: the SDK silences gcc-only warnings by name.
 configure "$TSAN_DIR" clang clang++ "-fsanitize=thread -shared-libsan -Wno-unknown-warning-option"
 cmake --build "$TSAN_DIR" -j"$JOBS" --target kvq_triton_sim kvq_ascend kvq_concurrency_tests \
