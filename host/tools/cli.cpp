@@ -170,9 +170,8 @@ int command_run(const RunArgs& args, std::ostream& out) {
         report.accuracy.non_finite > 0
             ? fmt::format(", and {} outputs are not finite", report.accuracy.non_finite)
             : "");
-    return kExitAccuracy;
   }
-  return report.failed > 0 ? kExitFailedRequests : kExitOk;
+  return exit_code_of(report);
 }
 
 struct MakeCheckpointArgs {

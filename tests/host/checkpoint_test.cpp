@@ -40,9 +40,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ScratchDir;
 
-#define REQUIRE_PLUGIN(path) \
-  if (std::string(path).empty()) GTEST_SKIP() << "this build has no such plugin"
-
 constexpr int64_t kLayers = 2;
 constexpr int64_t kHeads = 4;
 constexpr int64_t kKvHeads = 2;

@@ -46,9 +46,6 @@ Deployment parse(const ScratchDir& dir, const SmallRun& run) {
   return load_deployment_file(dir.write("deploy.yaml", run.yaml()), DeploymentParseOptions{});
 }
 
-#define REQUIRE_PLUGIN(path) \
-  if (std::string(path).empty()) GTEST_SKIP() << "this build has no such plugin"
-
 TEST(EndToEndTest, KvqRunCompletesAllRequestsAccurately) {
   REQUIRE_PLUGIN(testing::triton_plugin());
   const ScratchDir dir;

@@ -28,8 +28,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ScratchDir;
 
-#define REQUIRE_PLUGIN(path) \
-  if (std::string(path).empty()) GTEST_SKIP() << "this build has no such plugin"
 TEST(MakeCheckpointTest, AsymmetricC8ScalesRoundTrip) {
   const ActivationGenerator generator(3, ActivationShape{1, 4, 2, 64, 0});
   for (const Projection p : {Projection::kKey, Projection::kValue}) {

@@ -42,3 +42,7 @@ std::string ascend_plugin();
 std::string arena_plugin();
 
 }  // namespace kvq::host::testing
+
+// Skips a test whose plugin this build lacks (the path CMake baked in is "").
+#define REQUIRE_PLUGIN(path) \
+  if (std::string(path).empty()) GTEST_SKIP() << "this build has no such plugin"
