@@ -47,11 +47,35 @@ run_ctest() {  # extra ctest arguments, e.g. -L quick
   ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600 "$@"
 }
 
+# Runs one part of a job and prints how long it took, so a slow CI log says
+# which part was slow; the summary of every part is printed at exit, also on failure.
+STAGE_TIMES=()
+JOB_START=$SECONDS
+stage() {  # name, command...
+  local name=$1 start=$SECONDS
+  shift
+  echo "== [$(date -u +%H:%M:%S), $(((SECONDS - JOB_START) / 60)) min in] $name"
+  "$@"
+  STAGE_TIMES+=("$(printf '%-12s %5d s' "$name" $((SECONDS - start)))")
+}
+print_stage_times() {
+  ((${#STAGE_TIMES[@]})) || return 0
+  echo "== time per part (total $((SECONDS - JOB_START)) s):"
+  printf '   %s\n' "${STAGE_TIMES[@]}"
+}
+trap print_stage_times EXIT
+
 case "${1:-}" in
   deps) deps ;;
   build) deps; build ;;
   main) deps; build kvq kvq_triton_sim kvq_ascend; "$BUILD_DIR/bin/kvq" run ;;
   quick) deps; build; run_ctest -L quick ;;
-  test) deps; build; run_ctest; .ci/fuzz.sh; .ci/sanitizers.sh ;;
+  test)
+    stage deps deps
+    stage build build
+    stage ctest run_ctest
+    stage fuzz .ci/fuzz.sh
+    stage sanitizers .ci/sanitizers.sh
+    ;;
   *) echo "usage: $0 main|test|quick|deps|build" >&2; exit 2 ;;
 esac

@@ -27,13 +27,23 @@ for target in "${TARGETS[@]}"; do
   mkdir -p "$work"
   log="$FUZZ_DIR/logs/$target.log"
   echo "== fuzz_$target for ${FUZZ_SECONDS}s"
+  start=$SECONDS
   # One worker, bounded memory and time per input (a hang is a failure too).
-  if "$FUZZ_DIR/bin/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -timeout=20 \
+  # libFuzzer stops by itself after -max_total_time; the outer timeout is
+  # there so that nothing libFuzzer fails to interrupt can stall CI.
+  if timeout -k 10 $((FUZZ_SECONDS + 120)) \
+      "$FUZZ_DIR/bin/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -timeout=20 \
       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/artifacts/$target-" \
-      "$work" "fuzz/corpus/$target" >"$log" 2>&1; then
+      "$work" "fuzz/corpus/$target" >"$log" 2>&1 </dev/null; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    echo "   ok: ${runs:-?} executions, corpus $(ls "$work" | wc -l) new + $(ls "fuzz/corpus/$target" | wc -l) seeds"
+    echo "   ok: ${runs:-?} executions in $((SECONDS - start)) s," \
+      "corpus $(ls "$work" | wc -l) new + $(ls "fuzz/corpus/$target" | wc -l) seeds"
   else
+    rc=$?
+    if ((rc == 124 || rc == 137)); then
+      echo "   FAILED: still running $((FUZZ_SECONDS + 120)) s after its start (killed); last lines of $log:"
+      tail -5 "$log"
+    fi
     echo "   FAILED (log: $log, input: $FUZZ_DIR/artifacts/$target-*)"
     grep -E "ERROR|SUMMARY|invariant|deadly|Test unit written" "$log" | head -20 || true
     failed+=("$target")

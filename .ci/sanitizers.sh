@@ -18,6 +18,7 @@ JOBS=${JOBS:-$(nproc)}
 ASAN_DIR=${KVQ_ASAN_DIR:-build-asan}
 TSAN_DIR=${KVQ_TSAN_DIR:-build-tsan}
 FLAGS_COMMON="-O1 -g -fno-omit-frame-pointer"
+say() { echo "== [$(date -u +%H:%M:%S)] $*"; }
 
 configure() {  # dir, c compiler, c++ compiler, sanitizer flags
   cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -29,6 +30,7 @@ configure() {  # dir, c compiler, c++ compiler, sanitizer flags
 }
 
 # ---- 1. ASan + UBSan ---------------------------------------------------------
+say "ASan+UBSan: build"
 configure "$ASAN_DIR" gcc g++ \
   "-fsanitize=address,undefined -fno-sanitize-recover=undefined -Wno-stringop-overflow"
 cmake --build "$ASAN_DIR" -j"$JOBS" --target \
@@ -41,14 +43,14 @@ cmake --build "$ASAN_DIR" -j"$JOBS" --target \
 export ASAN_OPTIONS="handle_segv=0:detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-echo "== ASan+UBSan: unit, host, client, bad-input and concurrency tests"
+say "ASan+UBSan: unit, host, client, bad-input and concurrency tests"
 # Not the tensor-parallel tests: the Open MPI components that mpirun's ranks
 # dlopen keep allocations past MPI_Finalize and are unloaded before LeakSanitizer
 # runs, so their leaks show as "<unknown module>" frames no suppression can name
 # (the same tests run in the ordinary ctest job).
 ctest --test-dir "$ASAN_DIR" -L 'unit|host|client|bad_input|concurrency' -E '^TensorParallelTest[.]' \
   -j"$JOBS" --output-on-failure --timeout 900
-echo "== ASan+UBSan: ABI and conformance tests"
+say "ASan+UBSan: ABI and conformance tests"
 ctest --test-dir "$ASAN_DIR" -R '^(abi|conform)\.' -j"$JOBS" --output-on-failure --timeout 900
 
 # ---- 2. ThreadSanitizer ----------------------------------------------------------
@@ -57,8 +59,9 @@ ctest --test-dir "$ASAN_DIR" -R '^(abi|conform)\.' -j"$JOBS" --output-on-failure
 # gcc's libgomp is invisible to TSan, and the clang + LLVM OpenMP + Archer
 # build that would see them segfaulted at start-up here (clang 14 with
 # -shared-libsan), so they are not TSan-checked in this job.
+say "TSan: build"
 configure "$TSAN_DIR" gcc g++ "-fsanitize=thread"
 cmake --build "$TSAN_DIR" -j"$JOBS" --target kvq_triton_sim kvq_ascend kvq_concurrency_tests
-echo "== TSan: concurrent layers"
+say "TSan: concurrent layers"
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" "$TSAN_DIR/bin/kvq_concurrency_tests"
 echo "sanitizers: ASan+UBSan and TSan runs passed"

@@ -84,10 +84,19 @@ const std::vector<YamlRow>& rows() {
       // Issue #17: input that used to be ignored or accepted without bound.
       {"SecondYamlDocument",
        Yaml().text() + "---\nbackend: ascend\n",
-       {"deploy.yaml: line 9", "a second YAML document (after '---')", "this file has 2"}},
+       {"deploy.yaml: line 8", "a second YAML document (after '---')",
+        "a deployment is one document"}},
       {"ThirdYamlDocumentEmpty",
        Yaml().text() + "---\n---\n",
        {"a second YAML document (after '---')"}},
+      // yaml-cpp 0.7 reads these as endless empty documents; YAML::LoadAll
+      // then filled memory until the process died (found by fuzz_deployment).
+      {"LineStartingWithACommaIsNotYaml",
+       ",,,,,,,,a: b}\n",
+       {"deploy.yaml: line 1, column 1", "not valid YAML: the parser cannot read past this point"}},
+      {"CommaLineAfterAValidMapping",
+       Yaml().text() + ",,,x: y}\nthreads: 1\n",
+       {"not valid YAML"}},
       {"RequestRateThatNeverArrives",
        with_extra("workload: {num_prompts: 8, request_rate: 1e-300}\n").text(),
        {"deploy.yaml: line 8", "request_rate 1e-300", "the arrivals must fit in 86400 s (24 h)"}},

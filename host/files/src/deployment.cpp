@@ -263,21 +263,7 @@ Deployment parse_deployment(std::string_view yaml_text, const std::string& sourc
                             const std::filesystem::path& base_dir,
                             const DeploymentParseOptions& options) {
   const YamlDocument document(source_name);
-  YAML::Node root;
-  try {
-    // Every document is parsed: a second one (after "---") would otherwise
-    // be ignored without a word.
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml_text));
-    if (documents.size() > 1) {
-      document.fail(document.location(documents[1].Mark()),
-                    fmt::format("a second YAML document (after '---'): a deployment is one "
-                                "document, this file has {}",
-                                documents.size()));
-    }
-    if (!documents.empty()) root = documents.front();
-  } catch (const YAML::Exception& e) {
-    document.fail(document.location(e.mark), fmt::format("not valid YAML: {}", e.msg));
-  }
+  const YAML::Node root = document.load_single_document(yaml_text);
   if (root.IsNull()) {
     document.fail(SourceLocation{source_name, 1, 1}, "the deployment is empty");
   }

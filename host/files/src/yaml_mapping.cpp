@@ -1,10 +1,12 @@
 #include "yaml_mapping.hpp"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <sstream>
 
 #include "kvq_files/edit_distance.hpp"
 
@@ -29,6 +31,28 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
+// Only where each document starts: enough to count documents without
+// building them.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  const std::vector<YAML::Mark>& starts() const { return starts_; }
+  void OnDocumentStart(const YAML::Mark& mark) override { starts_.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::vector<YAML::Mark> starts_;
+};
+
 std::string format_range_integer(int64_t min, int64_t max) {
   if (max == std::numeric_limits<int64_t>::max()) return fmt::format(">= {}", min);
   return fmt::format("between {} and {}", min, max);
@@ -50,6 +74,34 @@ SourceLocation YamlDocument::location(const YAML::Node& node) const {
 
 void YamlDocument::fail(const SourceLocation& where, const std::string& message) const {
   throw DeploymentError(where, message);
+}
+
+YAML::Node YamlDocument::load_single_document(std::string_view text) const {
+  YAML::Node root;
+  try {
+    // The documents are walked first, without YAML::LoadAll: on some invalid
+    // text (a line starting with ',') yaml-cpp 0.7 yields empty documents
+    // that consume nothing, and LoadAll collects them until memory runs out.
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    DocumentStarts walker;
+    while (parser.HandleNextDocument(walker)) {
+      const auto& starts = walker.starts();
+      if (starts.size() >= 2 && starts.back().pos <= starts[starts.size() - 2].pos) {
+        fail(location(starts.back()),
+             "not valid YAML: the parser cannot read past this point (a character that cannot "
+             "start a value here, such as ',' or '}' outside a flow collection?)");
+      }
+      if (starts.size() == 2) {
+        fail(location(starts.back()),
+             "a second YAML document (after '---'): a deployment is one document");
+      }
+    }
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    fail(location(e.mark), fmt::format("not valid YAML: {}", e.msg));
+  }
+  return root;
 }
 
 // ---- YamlMapping ----------------------------------------------------------

@@ -24,6 +24,9 @@ class YamlDocument {
   SourceLocation location(const YAML::Node& node) const;
   SourceLocation location(const YAML::Mark& mark) const;
   [[noreturn]] void fail(const SourceLocation& where, const std::string& message) const;
+  // The text's one document (a null node when it is empty). A second document
+  // (after "---") and invalid YAML are DeploymentErrors naming where they start.
+  YAML::Node load_single_document(std::string_view text) const;
 
  private:
   std::string source_;
