@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 BUILD_DIR=${KVQ_BUILD_DIR:-build}
 DEPS=(cmake make g++ gcc binutils pkg-config libyaml-cpp-dev libspdlog-dev libfmt-dev
-      nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+      nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
       libopenmpi-dev openmpi-bin  # multi-rank tensor parallelism (mpirun -np N kvq run)
       clang libclang-rt-14-dev libomp-14-dev llvm)  # fuzzing (libFuzzer) and symbolized sanitizer reports
 
