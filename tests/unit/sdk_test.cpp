@@ -132,12 +132,12 @@ TEST(PagedAttention, SplitKvDecodeMatchesUnsplitPath) {
   const sdk::ForwardBatch b1 = sdk::validate_forward(c, g, &a1, true, spec);
   const kvq_forward_args a2 = args.output(to2).c_struct();
   const sdk::ForwardBatch b2 = sdk::validate_forward(c, g, &a2, true, spec);
-  const sdk::RowDecoder dec = sdk::row_decoder(KVQ_DTYPE_F32, false);
+  const sdk::RowFormat f32 = sdk::row_format(KVQ_DTYPE_F32, false);
   sdk::AttentionOptions o = sdk::attention_options(c, 2);
   o.num_splits = 1;
-  sdk::paged_attention(c, b1, sdk::PagedKvSource(b1, dec, dec), o);
+  sdk::paged_attention(c, b1, sdk::PagedKvSource(b1, f32), o);
   o.num_splits = 7;
-  sdk::paged_attention(c, b2, sdk::PagedKvSource(b2, dec, dec), o);
+  sdk::paged_attention(c, b2, sdk::PagedKvSource(b2, f32), o);
   for (size_t i = 0; i < out1.size(); ++i)
     EXPECT_NEAR(out1[i], out2[i], 1e-5f * (1.0f + std::fabs(out1[i]))) << i;
 }

@@ -94,11 +94,6 @@ class KvSource {
   virtual bool paged_rows(PagedRows* /*out*/) const { return false; }
 };
 
-// Decodes n stored elements of one cache row into floats, times `scale`.
-// Per-token-head decoders read the row's inline fp32 scale instead.
-using RowDecoder = void (*)(const unsigned char* row, int64_t n, float scale, float* out);
-RowDecoder row_decoder(int32_t element_dtype, bool per_token_head);
-
 // Keys from the paged cache through the batch's block table.
 class PagedKvSource final : public KvSource {
  public:
@@ -109,10 +104,6 @@ class PagedKvSource final : public KvSource {
   // Per-channel rows (C8): int8 elements dequantized with `channels`, whose
   // vectors cover every KV head and must outlive the source.
   PagedKvSource(const ForwardBatch& batch, ChannelVectors channels);
-  // Rows any other way: decoded into float tiles by the decoders, which get
-  // the scales above.
-  PagedKvSource(const ForwardBatch& batch, RowDecoder decode_k, RowDecoder decode_v,
-                std::vector<float> k_scales = {1.0f}, std::vector<float> v_scales = {1.0f});
   void load(int64_t seq, int64_t first, int64_t n, int64_t kv_head, float* k,
             float* v) const override;
   bool direct(int64_t kv_head, RowFormat* format, float* k_scale, float* v_scale) const override;
@@ -125,9 +116,7 @@ class PagedKvSource final : public KvSource {
   float k_scale(int64_t kv_head) const;
   float v_scale(int64_t kv_head) const;
   const ForwardBatch& batch_;
-  bool direct_ = false;
   RowFormat format_;
-  RowDecoder decode_k_ = nullptr, decode_v_ = nullptr;
   std::vector<float> k_scales_, v_scales_;
   ChannelVectors channels_;
 };
