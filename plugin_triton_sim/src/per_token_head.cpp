@@ -100,7 +100,7 @@ void quantize_row_fp8(const float* x, int64_t n, unsigned char* row) {
 }
 
 int64_t int4_row_bytes(int64_t head_size) {
-  return (head_size + 1) / 2 + 8;
+  return row_codec(KvMode::kInt4PerTokenHead)->row_bytes(head_size);
 }
 
 void quantize_row_int4(const float* x, int64_t n, unsigned char* row) {
@@ -120,6 +120,32 @@ void quantize_row_int4(const float* x, int64_t n, unsigned char* row) {
   }
   std::memcpy(row + bytes, &scale, 4);
   std::memcpy(row + bytes + 4, &zp, 4);
+}
+
+void RowCodec::init_row(unsigned char* row, int64_t n) const {
+  const int64_t codes = code_bytes(n);
+  std::memset(row, 0, static_cast<size_t>(codes + trailer_bytes));
+  const float one = 1.0f;
+  std::memcpy(row + codes, &one, 4);
+}
+
+const RowCodec* row_codec(KvMode mode) {
+  static constexpr auto one_byte = [](int64_t n) { return n; };
+  static constexpr auto two_per_byte = [](int64_t n) { return (n + 1) / 2; };
+  static constexpr RowCodec kInt8{KVQ_DTYPE_I8, one_byte, 4, quantize_row_int8,
+                                  sdk::RowEncoding::kI8};
+  static constexpr RowCodec kFp8{KVQ_DTYPE_F8_E4M3FN, one_byte, 4, quantize_row_fp8,
+                                 sdk::RowEncoding::kE4M3};
+  static constexpr RowCodec kInt4{KVQ_DTYPE_U8, two_per_byte, 8, quantize_row_int4,
+                                  sdk::RowEncoding::kU4};
+  switch (mode) {
+    case KvMode::kInt8PerTokenHead: return &kInt8;
+    case KvMode::kFp8PerTokenHead: return &kFp8;
+    case KvMode::kInt4PerTokenHead: return &kInt4;
+    case KvMode::kFp8PerTensor:
+    case KvMode::kNone: break;
+  }
+  return nullptr;
 }
 
 }  // namespace kvq::triton

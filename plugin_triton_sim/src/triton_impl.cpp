@@ -45,14 +45,14 @@ bool calculate_kv_scales(const sdk::LayerConfig& c) {
 }
 
 QuantizedImpl::QuantizedImpl(KvMode mode, int32_t element_dtype)
-    : mode_(mode), element_dtype_(element_dtype) {}
+    : mode_(mode), element_dtype_(element_dtype), codec_(row_codec(mode)) {}
 
 kvq_cache_geometry quantized_geometry(const sdk::LayerConfig& c, KvMode mode,
                                       int32_t element_dtype) {
-  if (mode != KvMode::kInt4PerTokenHead)
-    return sdk::block_kv_slot_head_geometry(c, element_dtype, mode != KvMode::kFp8PerTensor);
-  kvq_cache_geometry g = sdk::block_kv_slot_head_geometry(c, KVQ_DTYPE_U8, false);
-  g.row_bytes = int4_row_bytes(std::max(c.head_size, c.head_size_v));
+  const RowCodec* codec = row_codec(mode);
+  if (codec == nullptr) return sdk::block_kv_slot_head_geometry(c, element_dtype, false);
+  kvq_cache_geometry g = sdk::block_kv_slot_head_geometry(c, codec->stored_dtype, false);
+  g.row_bytes = codec->row_bytes(std::max(c.head_size, c.head_size_v));
   g.bytes_per_block = 2 * g.block_size * g.num_kv_heads * g.row_bytes;
   return g;
 }
@@ -66,20 +66,17 @@ void QuantizedImpl::attach(sdk::Layer& layer) {
 }
 
 void QuantizedImpl::cache_init(const sdk::Layer& layer, const sdk::CacheView& cache) const {
-  if (mode_ != KvMode::kInt4PerTokenHead) {
-    sdk::LayerImpl::cache_init(layer, cache);  // zero; per-token-head scales 1.0 after the data
+  if (codec_ == nullptr) {
+    sdk::LayerImpl::cache_init(layer, cache);  // fp8 per-tensor: zero
     return;
   }
-  // INT4 rows: nibbles, then scale 1.0 and zero point 0.
   const kvq_cache_geometry& g = cache.geometry();
   std::memset(cache.base(), 0, static_cast<size_t>(cache.num_blocks() * g.bytes_per_block));
-  const float one = 1.0f;
   for (int64_t b = 0; b < cache.num_blocks(); ++b)
     for (int kv = 0; kv < 2; ++kv)
       for (int64_t s = 0; s < g.block_size; ++s)
         for (int64_t h = 0; h < g.num_kv_heads; ++h)
-          std::memcpy(cache.row(b, kv, s, h) + ((kv == 0 ? g.head_size : g.head_size_v) + 1) / 2,
-                      &one, 4);
+          codec_->init_row(cache.row(b, kv, s, h), kv == 0 ? g.head_size : g.head_size_v);
 }
 
 void QuantizedImpl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
@@ -115,29 +112,17 @@ void QuantizedImpl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {
       read_row(b.value, static_cast<int64_t>(i), h, dv, vrow.data());
       unsigned char* kdst = b.cache.row(slot / bs, 0, slot % bs, h);
       unsigned char* vdst = b.cache.row(slot / bs, 1, slot % bs, h);
-      switch (mode_) {
-        case KvMode::kInt8PerTokenHead:
-          quantize_row_int8(krow.data(), d, kdst);
-          quantize_row_int8(vrow.data(), dv, vdst);
-          break;
-        case KvMode::kFp8PerTokenHead:
-          quantize_row_fp8(krow.data(), d, kdst);
-          quantize_row_fp8(vrow.data(), dv, vdst);
-          break;
-        case KvMode::kInt4PerTokenHead:
-          quantize_row_int4(krow.data(), d, kdst);
-          quantize_row_int4(vrow.data(), dv, vdst);
-          break;
-        case KvMode::kFp8PerTensor: {
-          const float ks = scales_.k_for(h), vs = scales_.v_for(h);
-          for (int64_t x = 0; x < d; ++x)
-            sdk::store_float(element_dtype_, kdst + x, krow[static_cast<size_t>(x)] / ks);
-          for (int64_t x = 0; x < dv; ++x)
-            sdk::store_float(element_dtype_, vdst + x, vrow[static_cast<size_t>(x)] / vs);
-          break;
-        }
-        case KvMode::kNone: sdk::fail(KVQ_ERR_INTERNAL, "unquantized mode in QuantizedImpl");
+      if (codec_ != nullptr) {
+        codec_->quantize(krow.data(), d, kdst);
+        codec_->quantize(vrow.data(), dv, vdst);
+        continue;
       }
+      // fp8 per-tensor: codes of x / scale, the scales are the layer's.
+      const float ks = scales_.k_for(h), vs = scales_.v_for(h);
+      for (int64_t x = 0; x < d; ++x)
+        sdk::store_float(element_dtype_, kdst + x, krow[static_cast<size_t>(x)] / ks);
+      for (int64_t x = 0; x < dv; ++x)
+        sdk::store_float(element_dtype_, vdst + x, vrow[static_cast<size_t>(x)] / vs);
     }
   }
 }
@@ -151,19 +136,11 @@ sdk::ForwardSpec QuantizedImpl::forward_spec(const sdk::Layer& layer) const {
 void QuantizedImpl::forward(sdk::Layer& layer, const sdk::ForwardBatch& b) {
   const sdk::LayerConfig& c = layer.config();
   sdk::AttentionOptions o = sdk::attention_options(c, layer.instance().num_threads());
-  switch (mode_) {
-    case KvMode::kInt8PerTokenHead:
-    case KvMode::kFp8PerTokenHead: {
-      sdk::paged_attention(c, b, sdk::PagedKvSource(b, sdk::row_format(element_dtype_, true)), o);
-      return;
-    }
-    case KvMode::kInt4PerTokenHead:
-      // Read in place (nibbles, then the row's scale and zero point).
-      sdk::paged_attention(c, b, sdk::PagedKvSource(b, sdk::RowFormat{sdk::RowEncoding::kU4, true}),
-                           o);
-      return;
-    case KvMode::kFp8PerTensor: break;
-    case KvMode::kNone: sdk::fail(KVQ_ERR_INTERNAL, "unquantized mode in QuantizedImpl");
+  if (codec_ != nullptr) {
+    // Per-token-head rows are read in place with their inline scale.
+    sdk::paged_attention(c, b, sdk::PagedKvSource(b, sdk::RowFormat{codec_->read_encoding, true}),
+                         o);
+    return;
   }
   const bool fp8_query = b.query.dtype() == KVQ_DTYPE_F8_E4M3FN;
   if (!fp8_query && calculate_kv_scales(c) && !scales_.q_calibrated()) {

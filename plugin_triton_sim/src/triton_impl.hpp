@@ -5,6 +5,7 @@
 
 #include "kv_modes.hpp"
 #include "kv_scales.hpp"
+#include "per_token_head.hpp"
 
 #include "kvq_sdk/plugin.hpp"
 
@@ -25,7 +26,8 @@ class QuantizedImpl final : public sdk::LayerImpl {
  private:
   KvMode mode_;
   int32_t element_dtype_;
-  KvScales scales_;  // fp8 per-tensor only
+  const RowCodec* codec_;  // per-token-head modes; nullptr for fp8 per-tensor
+  KvScales scales_;        // fp8 per-tensor only
 };
 
 // True when the layer options ask for calculate_kv_scales.
