@@ -36,8 +36,8 @@ configure "$ASAN_DIR" gcc g++ \
 cmake --build "$ASAN_DIR" -j"$JOBS" --target \
   kvq_triton_sim kvq_ascend kvq kvq-conform kvq_fixture_crash kvq_fixture_wrong kvq_fixture_hang \
   kvq_test_arena kvq_fixture_device_overrun kvq_example_v1_0 \
-  abi_layout_test c_loader_test c_loader_test_v1_0 kvq_unit_tests kvq_bad_input_tests \
-  kvq_concurrency_tests kvq_host_tests kvq_client_tests
+  abi_layout_test c_loader_test c_loader_test_v1_0 kvq_sdk_tests kvq_triton_tests kvq_ascend_tests \
+  kvq_bad_input_tests kvq_concurrency_tests kvq_host_tests kvq_client_tests
 # handle_segv=0: the crash fixture must die by SIGSEGV (the suite reports the
 # signal), not be turned into an ASan report and exit 1.
 export ASAN_OPTIONS="handle_segv=0:detect_leaks=1:abort_on_error=0:halt_on_error=1"

@@ -1,8 +1,8 @@
-// Helpers for the Ascend tests (ascend_*_test.cpp), on top of harness.hpp:
-// the Ascend layer config, C8 layers driven through the C ABI only
-// (layer_create -> apply_scheme "C8" -> param_load -> process_weights ->
-// cache_write / forward), and test-side references written from
-// spec/ascend.md §4-§6 with kvq_ref codecs (no plugin code is reused in
+// Helpers for the Ascend tests (tests/ascend, and tests/sdk's C8 decode-stream
+// cases), on top of harness.hpp: the Ascend layer config, C8 layers driven
+// through the C ABI only (layer_create -> apply_scheme "C8" -> param_load ->
+// process_weights -> cache_write / forward), and test-side references written
+// from spec/ascend.md §4-§6 with kvq_ref codecs (no plugin code is reused in
 // expectations).
 #pragma once
 

@@ -1,8 +1,9 @@
-// Test harness shared by every unit test that drives a plugin through the C
-// ABI: loading a plugin, tensors, layers (one config struct for every
-// backend), schemes and parameters, a host-owned KV cache, paged batches and
-// the float64 reference (kvq_ref) of their attention. Nothing here reuses
-// plugin code: expectations come from kvq_ref and the test-side references.
+// Test harness shared by every test binary that drives a plugin through the C
+// ABI (the kvq_test_harness library): loading a plugin, tensors, layers (one
+// config struct for every backend), schemes and parameters, a host-owned KV
+// cache, paged batches and the float64 reference (kvq_ref) of their attention.
+// Nothing here reuses plugin code: expectations come from kvq_ref and the
+// test-side references.
 #pragma once
 
 #include "kvq_ref/reference.hpp"

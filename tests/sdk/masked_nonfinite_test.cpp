@@ -8,7 +8,7 @@
 // writes refuse them).
 //
 // Runs at the process's SIMD level; CTest also runs it with KVQ_SIMD forced
-// to every level (tests/unit/CMakeLists.txt).
+// to every level (tests/sdk/CMakeLists.txt).
 #include "harness.hpp"
 
 #include <gtest/gtest.h>
