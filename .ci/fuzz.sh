@@ -11,11 +11,11 @@ FUZZ_DIR=${KVQ_FUZZ_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 TARGETS=(safetensors deployment quant_description forward_descriptor checkpoint_dir)
 
-# -O1: fast enough to fuzz, quick to build; the plugins keep their own -O3.
+# -O1 everywhere (KVQ_PLUGIN_OPT too): fast enough to fuzz, quick to build.
 cmake -S . -B "$FUZZ_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-  -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF -DKVQ_BUILD_CUDA=OFF >/dev/null
+  -DKVQ_PLUGIN_OPT=-O1 -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF -DKVQ_BUILD_CUDA=OFF >/dev/null
 cmake --build "$FUZZ_DIR" --target kvq_fuzz -j"$JOBS"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
