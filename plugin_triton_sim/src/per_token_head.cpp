@@ -122,11 +122,9 @@ void quantize_row_int4(const float* x, int64_t n, unsigned char* row) {
   std::memcpy(row + bytes + 4, &zp, 4);
 }
 
-void RowCodec::init_row(unsigned char* row, int64_t n) const {
-  const int64_t codes = code_bytes(n);
-  std::memset(row, 0, static_cast<size_t>(codes + trailer_bytes));
+void RowCodec::set_unit_scale(unsigned char* row, int64_t n) const {
   const float one = 1.0f;
-  std::memcpy(row + codes, &one, 4);
+  std::memcpy(row + code_bytes(n), &one, 4);
 }
 
 const RowCodec* row_codec(KvMode mode) {

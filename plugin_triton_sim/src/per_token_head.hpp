@@ -23,8 +23,8 @@ struct RowCodec {
   sdk::RowEncoding read_encoding;  // how the SDK kernels read the row in place
 
   int64_t row_bytes(int64_t n) const { return code_bytes(n) + trailer_bytes; }
-  // An empty row: codes 0, scale 1.0, zero point 0.
-  void init_row(unsigned char* row, int64_t n) const;
+  // Makes a zeroed row the empty row: scale 1.0 (codes and zero point stay 0).
+  void set_unit_scale(unsigned char* row, int64_t n) const;
 };
 // The codec of a per-token-head mode; nullptr for the others.
 const RowCodec* row_codec(KvMode mode);

@@ -76,7 +76,7 @@ void QuantizedImpl::cache_init(const sdk::Layer& layer, const sdk::CacheView& ca
     for (int kv = 0; kv < 2; ++kv)
       for (int64_t s = 0; s < g.block_size; ++s)
         for (int64_t h = 0; h < g.num_kv_heads; ++h)
-          codec_->init_row(cache.row(b, kv, s, h), kv == 0 ? g.head_size : g.head_size_v);
+          codec_->set_unit_scale(cache.row(b, kv, s, h), kv == 0 ? g.head_size : g.head_size_v);
 }
 
 void QuantizedImpl::cache_write(sdk::Layer& layer, const sdk::WriteBatch& b) {

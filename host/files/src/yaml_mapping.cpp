@@ -85,17 +85,20 @@ YAML::Node YamlDocument::load_single_document(std::string_view text) const {
     std::istringstream stream{std::string(text)};
     YAML::Parser parser(stream);
     DocumentStarts walker;
-    while (parser.HandleNextDocument(walker)) {
-      const auto& starts = walker.starts();
+    const auto& starts = walker.starts();
+    // Up to three documents: a second one that is only such a no-progress
+    // artefact shows as a third starting at the same place, and must be
+    // called invalid YAML rather than a second document.
+    while (starts.size() < 3 && parser.HandleNextDocument(walker)) {
       if (starts.size() >= 2 && starts.back().pos <= starts[starts.size() - 2].pos) {
         fail(location(starts.back()),
              "not valid YAML: the parser cannot read past this point (a character that cannot "
              "start a value here, such as ',' or '}' outside a flow collection?)");
       }
-      if (starts.size() == 2) {
-        fail(location(starts.back()),
-             "a second YAML document (after '---'): a deployment is one document");
-      }
+    }
+    if (starts.size() >= 2) {
+      fail(location(starts[1]),
+           "a second YAML document (after '---'): a deployment is one document");
     }
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
